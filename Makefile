@@ -1,0 +1,24 @@
+# Two commands do everything on a fresh Debian machine with Python 3.11:
+#   make run   - the app with demo data on http://127.0.0.1:8000 (SQLite, ORM broker)
+#   make test  - ruff and the whole pytest suite against a throw-away PostgreSQL
+.PHONY: run test install lint format
+
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	bash scripts/bootstrap.sh
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/python scripts/run_dev.py
+
+test: $(STAMP)
+	bash scripts/test.sh $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .

@@ -1,0 +1,351 @@
+"""Templates, campaigns, messages and the deliveries that carry them.
+
+A Message is one recipient of one campaign (or of one partner API call); each
+Delivery is one step of its channel cascade; each DeliveryEvent one status
+change with the gateway's raw payload.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Length
+from django.db.models.lookups import LessThanOrEqual
+
+from clients.channels import Channel, Purpose
+from clients.models import ApiCredential, Client, Operator
+from providers.models import ProviderAccount
+from providers.status import DeliveryStatus
+
+VIBER_TEXT_MAX = 1000
+BUTTON_CAPTION_MAX = 19
+
+
+class MessageTemplate(models.Model):
+    """Per-channel content; text fields may use {{ variables }} rendered per recipient."""
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="templates")
+    name = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, blank=True, help_text="Email subject, push title.")
+    text = models.TextField(blank=True, help_text="Default text for every channel.")
+    html = models.TextField(blank=True, help_text="Email body in HTML.")
+    sms_text = models.TextField(blank=True, help_text="SMS text if it differs from the default.")
+    viber_text = models.TextField(blank=True, help_text=f"At most {VIBER_TEXT_MAX} characters.")
+    button_caption = models.CharField(max_length=BUTTON_CAPTION_MAX, blank=True)
+    button_url = models.URLField(blank=True)
+    image_url = models.URLField(blank=True, help_text="Viber image; needs a button.")
+    vk_template_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["operator", "name"], name="template_name_unique"),
+            models.CheckConstraint(
+                condition=LessThanOrEqual(Length("viber_text"), VIBER_TEXT_MAX),
+                name="template_viber_text_max",
+            ),
+            models.CheckConstraint(
+                condition=Q(button_caption="", button_url="")
+                | (~Q(button_caption="") & ~Q(button_url="")),
+                name="template_button_needs_caption_and_url",
+            ),
+            models.CheckConstraint(
+                condition=Q(image_url="") | ~Q(button_url=""), name="template_image_needs_button"
+            ),
+            models.CheckConstraint(
+                condition=~Q(text="", html="", sms_text="", viber_text=""),
+                name="template_has_content",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Campaign(models.Model):
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class AudienceKind(models.TextChoices):
+        SEGMENT = "segment", "Segment of clients"
+        LIST = "list", "Explicit list"
+
+    class Source(models.TextChoices):
+        PAGE = "page", "Pages"
+        ADMIN = "admin", "Admin"
+        API = "api", "Partner API"
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="campaigns")
+    name = models.CharField(max_length=200)
+    template = models.ForeignKey(
+        MessageTemplate, on_delete=models.PROTECT, related_name="campaigns"
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.PROMOTIONAL)
+    channels = models.JSONField(
+        default=list, help_text='The cascade in order, e.g. ["viber", "vk", "sms"].'
+    )
+    audience_kind = models.CharField(
+        max_length=16, choices=AudienceKind.choices, default=AudienceKind.SEGMENT
+    )
+    segment = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Segment filters, e.g. {"pos": [1], "bonus_min": 100, "tags": ["vip"]}.',
+    )
+    scheduled_at = models.DateTimeField(null=True, blank=True, help_text="Empty: start at launch.")
+    send_window_start = models.TimeField(null=True, blank=True)
+    send_window_end = models.TimeField(null=True, blank=True)
+    ttl_minutes = models.PositiveIntegerField(
+        default=1440, help_text="How long each cascade step may wait for a final status."
+    )
+    read_is_final = models.BooleanField(
+        default=False, help_text="Delivered but unread falls through to the next channel."
+    )
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.PAGE)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    api_credential = models.ForeignKey(
+        ApiCredential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    state__in=["draft", "scheduled", "running", "paused", "done", "cancelled"]
+                ),
+                name="campaign_state_valid",
+            ),
+            models.CheckConstraint(condition=Q(ttl_minutes__gte=1), name="campaign_ttl_positive"),
+            models.CheckConstraint(
+                condition=Q(send_window_start__isnull=True, send_window_end__isnull=True)
+                | Q(send_window_start__isnull=False, send_window_end__isnull=False),
+                name="campaign_send_window_complete",
+            ),
+        ]
+        indexes = [models.Index(fields=["operator", "state"], name="campaign_operator_state")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AudienceListEntry(models.Model):
+    """One row of an explicit audience (an uploaded list, or LCManager's CardPhoneClientList)."""
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="+")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="list_entries")
+    client = models.ForeignKey(
+        Client, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    phone = models.CharField(max_length=15, blank=True)
+    card_number = models.BigIntegerField(null=True, blank=True)
+    variables = models.JSONField(
+        default=dict, blank=True, help_text='Per-row values, e.g. {"Bonus": 150}.'
+    )
+
+    class Meta:
+        verbose_name_plural = "audience list entries"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(client__isnull=False) | ~Q(phone="") | Q(card_number__isnull=False),
+                name="list_entry_identifies_someone",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id or self.phone or self.card_number}"
+
+
+class Message(models.Model):
+    """One recipient of one campaign or partner call; its id is the API's MessageId."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IN_PROGRESS = "in_progress", "In progress"
+        DELIVERED = "delivered", "Delivered"
+        READ = "read", "Read"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        CANCELLED = "cancelled", "Cancelled"
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="messages")
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
+    )
+    client = models.ForeignKey(
+        Client, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    recipient_key = models.CharField(
+        max_length=100, help_text="Who this is for, unique within a campaign (e.g. client:42)."
+    )
+    phone = models.CharField(max_length=15, blank=True)
+    email = models.EmailField(blank=True)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.PROMOTIONAL)
+    title = models.CharField(max_length=200, blank=True, help_text="Content of a one-off message.")
+    text = models.TextField(blank=True)
+    variables = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    api_credential = models.ForeignKey(
+        ApiCredential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "recipient_key"],
+                condition=Q(campaign__isnull=False),
+                name="message_recipient_unique_per_campaign",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=[
+                        "pending",
+                        "in_progress",
+                        "delivered",
+                        "read",
+                        "failed",
+                        "skipped",
+                        "cancelled",
+                    ]
+                ),
+                name="message_status_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "status"], name="message_campaign_status"),
+            models.Index(fields=["operator", "phone"], name="message_operator_phone"),
+        ]
+
+    def __str__(self) -> str:
+        return f"message {self.pk}"
+
+
+class Delivery(models.Model):
+    """One cascade step of a message: one channel through one provider account."""
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="+")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
+    campaign = models.ForeignKey(
+        Campaign,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        help_text="Copied from the message so campaign counters need no join.",
+    )
+    step = models.PositiveSmallIntegerField(default=0, help_text="Position in the cascade, from 0.")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    account = models.ForeignKey(
+        ProviderAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"
+    )
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    idempotency_key = models.CharField(
+        max_length=32,
+        unique=True,
+        help_text="Sent to gateways that deduplicate (client_id_message, BSG reference).",
+    )
+    provider_message_id = models.CharField(max_length=100, blank=True)
+    parts = models.PositiveSmallIntegerField(default=0)
+    price = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="End of this step's TTL.")
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    final_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "step"], name="delivery_step_unique"),
+            models.CheckConstraint(
+                condition=Q(status__in=DeliveryStatus.values), name="delivery_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(channel__in=Channel.values), name="delivery_channel_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(price__isnull=True) | Q(price__gte=0),
+                name="delivery_price_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=~Q(idempotency_key="") & Q(idempotency_key__regex=r"^[A-Za-z0-9]{1,32}$"),
+                name="delivery_idempotency_key_alnum",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_status_due"),
+            models.Index(fields=["account", "provider_message_id"], name="delivery_provider_id"),
+            models.Index(fields=["campaign", "status", "channel"], name="delivery_campaign_status"),
+            models.Index(fields=["status", "lease_expires_at"], name="delivery_status_lease"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} step {self.step} of message {self.message_id}"
+
+
+class DeliveryEvent(models.Model):
+    """A status change of a delivery, with what the gateway actually said."""
+
+    class Source(models.TextChoices):
+        SUBMIT = "submit", "Submit answer"
+        CALLBACK = "callback", "Callback"
+        POLL = "poll", "Polling"
+        SYSTEM = "system", "Cascade"
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="+")
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events")
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices)
+    provider_status = models.CharField(
+        max_length=100, blank=True, help_text="The gateway's own word."
+    )
+    source = models.CharField(max_length=16, choices=Source.choices)
+    payload = models.TextField(blank=True, help_text="Raw payload as received.")
+    dedupe_key = models.CharField(max_length=100, blank=True)
+    occurred_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the gateway says it happened."
+    )
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["delivery", "dedupe_key"],
+                condition=~Q(dedupe_key=""),
+                name="delivery_event_dedupe",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=DeliveryStatus.values), name="delivery_event_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["delivery", "received_at"], name="delivery_event_time")]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id}: {self.status}"

@@ -1,0 +1,255 @@
+"""Demo data: two operators with points of sale, ~10,000 clients, templates, staff logins.
+
+Safe to run twice: an operator that already has clients is left as it is, and
+each operator is seeded in one transaction, so a failed run leaves nothing half
+made. The superuser's password is set and printed on every run.
+"""
+
+import os
+import random
+import secrets
+from datetime import timedelta
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.models import Campaign, MessageTemplate
+from clients.channels import CONSENT_FLAGS, Channel
+from clients.groups import CONSENT_ADMINS, MARKETERS
+from clients.models import (
+    Card,
+    Client,
+    ConsentChange,
+    Operator,
+    OperatorMember,
+    PointOfSale,
+    Tag,
+)
+
+OPERATORS = [
+    # code, name, phone prefix (keeps the two operators' demo phones apart)
+    ("sunrise", "Sunrise Market", "7910"),
+    ("northwind", "Northwind Pharmacy", "7920"),
+]
+FIRST_NAMES = [
+    "Anna",
+    "Ivan",
+    "Olga",
+    "Sergey",
+    "Maria",
+    "Dmitry",
+    "Elena",
+    "Pavel",
+    "Irina",
+    "Alexey",
+]
+LAST_NAMES = [
+    "Ivanova",
+    "Petrov",
+    "Smirnova",
+    "Kuznetsov",
+    "Popova",
+    "Sokolov",
+    "Lebedeva",
+    "Novikov",
+]
+TAGS = ["vip", "new", "lapsed", "employee"]
+
+TEMPLATES = [
+    {
+        "name": "Welcome bonus",
+        "title": "Welcome to {{ operator }}",
+        "text": "Hello {{ first_name }}! {{ bonus }} bonus points are waiting for you.",
+        "sms_text": "{{ first_name }}, you have {{ bonus }} bonus points. Reply STOP to opt out.",
+        "viber_text": "Hello {{ first_name }}! You have {{ bonus }} bonus points. Spend them this week.",
+        "button_caption": "Open my card",
+        "button_url": "https://example.com/card",
+        "html": "<p>Hello {{ first_name }}!</p><p>You have <b>{{ bonus }}</b> bonus points.</p>",
+    },
+    {
+        "name": "Weekend sale",
+        "title": "Weekend sale",
+        "text": "Weekend sale: -20% on everything with your card.",
+        "viber_text": "Weekend sale: -20% on everything with your loyalty card!",
+        "button_caption": "See offers",
+        "button_url": "https://example.com/sale",
+        "image_url": "https://example.com/sale.png",
+        "sms_text": "Weekend sale -20% with your card.",
+    },
+    {
+        "name": "Online cheque",
+        "title": "Your receipt",
+        "text": "Your receipt is attached.",
+        "html": "<p>Thank you for your purchase. Your receipt: {{ cheque_url }}</p>",
+    },
+    {
+        "name": "Registration code",
+        "text": "Your code: {{ code }}",
+        "sms_text": "Your registration code: {{ code }}",
+    },
+]
+
+CLIENTS_PER_OPERATOR = 5000
+
+
+class Command(BaseCommand):
+    help = "Create demo operators, points of sale, ~10,000 clients, templates and staff logins."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--clients", type=int, default=CLIENTS_PER_OPERATOR, help="Clients per operator."
+        )
+
+    def handle(self, *args, clients: int, **options):
+        rng = random.Random(20261123)
+        operators = []
+        for code, name, phone_prefix in OPERATORS:
+            with transaction.atomic():
+                operator, _ = Operator.objects.get_or_create(code=code, defaults={"name": name})
+                self.seed_operator(operator, phone_prefix, clients, rng)
+            operators.append(operator)
+        password = self.seed_users(operators)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo data ready: {Operator.objects.count()} operators, {Client.objects.count()} clients.\n"
+                f"Log in at http://127.0.0.1:8000/admin/ as admin / {password}\n"
+                f"(marketer and consent use the same password; they see {operators[0].name} only)"
+            )
+        )
+
+    def seed_operator(self, operator, phone_prefix, client_count, rng):
+        points = [
+            PointOfSale.objects.get_or_create(
+                operator=operator,
+                code=f"{operator.code.upper()}-{number}",
+                defaults={"name": f"{operator.name} #{number}", "city": city},
+            )[0]
+            for number, city in ((1, "Moscow"), (2, "Kazan"))
+        ]
+        tags = [Tag.objects.get_or_create(operator=operator, name=name)[0] for name in TAGS]
+        templates = {}
+        for fields in TEMPLATES:
+            defaults = {key: value for key, value in fields.items() if key != "name"}
+            templates[fields["name"]], _ = MessageTemplate.objects.get_or_create(
+                operator=operator, name=fields["name"], defaults=defaults
+            )
+        Campaign.objects.get_or_create(
+            operator=operator,
+            name="Weekend sale: Viber, then SMS",
+            defaults={
+                "template": templates["Weekend sale"],
+                "channels": [Channel.VIBER, Channel.SMS],
+                "segment": {"consent": "allow_sms"},
+            },
+        )
+        if Client.objects.filter(operator=operator).exists():
+            self.stdout.write(f"{operator.name}: clients already seeded, left as they are.")
+            return
+        self.create_clients(operator, phone_prefix, client_count, points, tags, rng)
+
+    def create_clients(self, operator, phone_prefix, client_count, points, tags, rng):
+        now = timezone.now()
+        new_clients = []
+        for index in range(client_count):
+            has_phone = rng.random() < 0.95
+            has_email = rng.random() < 0.6 or not has_phone
+            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+            new_clients.append(
+                Client(
+                    operator=operator,
+                    phone=f"{phone_prefix}{index:07d}" if has_phone else "",
+                    email=f"{first}.{last}.{index}@example.com".lower() if has_email else "",
+                    first_name=first,
+                    last_name=last,
+                    registered_pos=rng.choice(points),
+                    allow_sms=has_phone and rng.random() < 0.8,
+                    allow_email=has_email and rng.random() < 0.5,
+                    allow_push=rng.random() < 0.3,
+                    allow_email_online_cheque=has_email and rng.random() < 0.4,
+                    push_tokens=[secrets.token_hex(16)] if rng.random() < 0.3 else [],
+                    registered_at=now - timedelta(days=rng.randint(1, 1500)),
+                    last_purchase_at=now - timedelta(days=rng.randint(0, 365)),
+                )
+            )
+        Client.objects.bulk_create(new_clients, batch_size=2000)
+        created = list(Client.objects.filter(operator=operator).order_by("id"))
+
+        cards = [
+            Card(
+                operator=operator,
+                client=client,
+                number=int(f"{2000 + operator.pk}{index:09d}"),
+                bonus=Decimal(rng.randint(0, 5000)),
+            )
+            for index, client in enumerate(created)
+        ]
+        Card.objects.bulk_create(cards, batch_size=2000)
+
+        tag_links = [
+            Client.tags.through(client_id=client.pk, tag_id=rng.choice(tags).pk)
+            for client in created
+            if rng.random() < 0.25
+        ]
+        Client.tags.through.objects.bulk_create(tag_links, batch_size=2000)
+
+        history = []
+        for client in created:
+            for flag in CONSENT_FLAGS:
+                if getattr(client, flag):
+                    history.append(
+                        ConsentChange(
+                            operator=operator,
+                            client=client,
+                            flag=flag,
+                            old_value=None,
+                            new_value=True,
+                            source=ConsentChange.Source.IMPORT,
+                            reason="Imported with the demo data",
+                            changed_at=client.registered_at,
+                        )
+                    )
+        # A few clients later withdrew SMS consent through a partner's POS.
+        withdrawn = [client for client in created if client.allow_sms and rng.random() < 0.03]
+        for client in withdrawn:
+            history.append(
+                ConsentChange(
+                    operator=operator,
+                    client=client,
+                    flag="allow_sms",
+                    old_value=True,
+                    new_value=False,
+                    source=ConsentChange.Source.API,
+                    reason="Client asked at the till",
+                    changed_at=now - timedelta(days=rng.randint(0, 30)),
+                )
+            )
+        ConsentChange.objects.bulk_create(history, batch_size=2000)
+        Client.objects.filter(pk__in=[client.pk for client in withdrawn]).update(allow_sms=False)
+        self.stdout.write(
+            f"{operator.name}: {len(created)} clients, {len(cards)} cards, {len(history)} consent records."
+        )
+
+    def seed_users(self, operators) -> str:
+        password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        user_model = get_user_model()
+        admin, _ = user_model.objects.get_or_create(
+            username="admin",
+            defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.com"},
+        )
+        admin.is_staff = admin.is_superuser = True
+        admin.set_password(password)
+        admin.save()
+        for username, group_name in (("marketer", MARKETERS), ("consent", CONSENT_ADMINS)):
+            user, _ = user_model.objects.get_or_create(
+                username=username, defaults={"is_staff": True}
+            )
+            user.is_staff = True
+            user.set_password(password)
+            user.save()
+            user.groups.add(Group.objects.get(name=group_name))
+            OperatorMember.objects.get_or_create(operator=operators[0], user=user)
+        return password

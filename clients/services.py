@@ -1,0 +1,143 @@
+"""Domain operations on clients, consent and partner credentials.
+
+The admin, the pages, the partner API and imports all call these functions, so
+consent history is written the same way whichever door a change comes through.
+"""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from clients.channels import CONSENT_FLAGS
+from clients.models import ApiCredential, Client, ConsentChange, Operator
+
+
+def change_consent(
+    *,
+    client_id: int,
+    flags: dict[str, bool | None],
+    source: str,
+    changed_by: AbstractBaseUser | None = None,
+    api_credential: ApiCredential | None = None,
+    reason: str = "",
+) -> list[ConsentChange]:
+    """Set consent flags and record one history row per flag that really changed.
+
+    A flag given as None is left as it is (the partner API's "absent = unchanged").
+    The client row is locked for the read-compare-write, so two concurrent
+    changes both land in the history in the order they were applied.
+    """
+    unknown = set(flags) - set(CONSENT_FLAGS)
+    if unknown:
+        raise ValueError(f"Unknown consent flags: {', '.join(sorted(unknown))}")
+    if source not in ConsentChange.Source.values:
+        raise ValueError(f"Unknown consent source {source!r}")
+    wanted = {flag: value for flag, value in flags.items() if value is not None}
+    with transaction.atomic():
+        client = (
+            Client.objects.select_for_update()
+            .only("id", "operator_id", *CONSENT_FLAGS)
+            .get(pk=client_id)
+        )
+        changes = [
+            ConsentChange(
+                operator_id=client.operator_id,
+                client_id=client.pk,
+                flag=flag,
+                old_value=getattr(client, flag),
+                new_value=value,
+                source=source,
+                changed_by=changed_by if changed_by and changed_by.is_authenticated else None,
+                api_credential=api_credential,
+                reason=reason[:500],
+            )
+            for flag, value in wanted.items()
+            if getattr(client, flag) != value
+        ]
+        if changes:
+            Client.objects.filter(pk=client.pk).update(
+                **{change.flag: change.new_value for change in changes}
+            )
+            ConsentChange.objects.bulk_create(changes)
+    return changes
+
+
+def record_initial_consent(
+    *, client: Client, source: str, changed_by: AbstractBaseUser | None = None, reason: str = ""
+) -> list[ConsentChange]:
+    """History rows (old value empty) for the flags a newly created client starts with on."""
+    changes = [
+        ConsentChange(
+            operator_id=client.operator_id,
+            client_id=client.pk,
+            flag=flag,
+            old_value=None,
+            new_value=True,
+            source=source,
+            changed_by=changed_by if changed_by and changed_by.is_authenticated else None,
+            reason=reason[:500],
+        )
+        for flag in CONSENT_FLAGS
+        if getattr(client, flag)
+    ]
+    ConsentChange.objects.bulk_create(changes)
+    return changes
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    credential: ApiCredential
+    secret: str  # shown once; only its digest is stored
+
+
+def digest_secret(secret: str) -> str:
+    # Secrets are long random values, so a fast unsalted hash is enough: there
+    # is nothing to brute-force offline that is cheaper than guessing online.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue_credential(
+    *,
+    operator: Operator,
+    name: str,
+    kind: str = ApiCredential.Kind.TOKEN,
+    created_by: AbstractBaseUser | None = None,
+) -> IssuedCredential:
+    """Create a partner credential and return its secret, which is never stored.
+
+    The partner protocol types `Token` as an integer, so tokens are 18 random
+    digits (about 60 bits, fits .NET's long); site codes are URL-safe strings.
+    """
+    if kind == ApiCredential.Kind.TOKEN:
+        secret = str(10**17 + secrets.randbelow(9 * 10**17))
+    elif kind == ApiCredential.Kind.SITE_CODE:
+        secret = secrets.token_urlsafe(24)
+    else:
+        raise ValueError(f"Unknown credential kind {kind!r}")
+    credential = ApiCredential.objects.create(
+        operator=operator,
+        name=name,
+        kind=kind,
+        secret_digest=digest_secret(secret),
+        secret_hint=secret[-4:],
+        created_by=created_by if created_by and created_by.is_authenticated else None,
+    )
+    return IssuedCredential(credential=credential, secret=secret)
+
+
+def revoke_credential(*, credential_id: int) -> None:
+    from django.utils import timezone
+
+    ApiCredential.objects.filter(pk=credential_id, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
+def operator_ids_for(user) -> list[int] | None:
+    """Operators a user may see; None means all of them (superuser)."""
+    if user.is_superuser:
+        return None
+    return list(user.operator_memberships.values_list("operator_id", flat=True))

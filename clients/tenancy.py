@@ -1,0 +1,51 @@
+"""Keeping each operator's staff inside their own operator in the admin."""
+
+from django.contrib import admin
+from django.db import models
+
+from clients.models import Operator
+
+
+class OperatorScopedAdmin(admin.ModelAdmin):
+    """Admin for rows that carry `operator`: staff see and pick only their operators' rows.
+
+    Superusers see everything. `operator_path` names the lookup to the operator
+    for models that reach it through a relation.
+    """
+
+    operator_path = "operator"
+    # Django 6 switches URL fields to https by default; opt in now.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def _operator_ids(self, request) -> list[int] | None:
+        if request.user.is_superuser:
+            return None
+        if not hasattr(request, "_cascade_operator_ids"):
+            request._cascade_operator_ids = list(
+                request.user.operator_memberships.values_list("operator_id", flat=True)
+            )
+        return request._cascade_operator_ids
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        operator_ids = self._operator_ids(request)
+        if operator_ids is None:
+            return queryset
+        return queryset.filter(**{f"{self.operator_path}__in": operator_ids})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        operator_ids = self._operator_ids(request)
+        if operator_ids is not None:
+            related = db_field.related_model
+            if related is Operator:
+                kwargs["queryset"] = Operator.objects.filter(pk__in=operator_ids)
+            elif any(field.name == "operator" for field in related._meta.fields):
+                kwargs["queryset"] = related._default_manager.filter(operator_id__in=operator_ids)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        operator_ids = self._operator_ids(request)
+        related = db_field.related_model
+        if operator_ids is not None and any(f.name == "operator" for f in related._meta.fields):
+            kwargs["queryset"] = related._default_manager.filter(operator_id__in=operator_ids)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)

@@ -1,0 +1,120 @@
+from django.db import models
+from django.db.models import Q
+
+from clients.channels import Channel
+from clients.models import Operator
+from providers.registry import BACKEND_CHOICES, BACKENDS
+
+
+class ProviderAccount(models.Model):
+    """One account at one gateway: where to send, with which credentials, at what price."""
+
+    operator = models.ForeignKey(
+        Operator, on_delete=models.PROTECT, related_name="provider_accounts"
+    )
+    name = models.CharField(max_length=100)
+    backend = models.CharField(max_length=32, choices=BACKEND_CHOICES)
+    base_url = models.URLField(
+        blank=True, help_text="Gateway root URL; empty for SMTP (host/port go in credentials)."
+    )
+    credentials = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Backend-specific secrets: login/password, token or api_key, SMTP settings.",
+    )
+    sender_names = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Sender per channel, e.g. {"sms": "Shop", "viber": "Shop"}.',
+    )
+    channels = models.JSONField(
+        default=list, help_text='Channels it serves, e.g. ["viber", "sms"].'
+    )
+    options = models.JSONField(
+        default=dict, blank=True, help_text="Backend options, e.g. the cascade gateway's flavour."
+    )
+    max_batch = models.PositiveIntegerField(default=50, help_text="Recipients per request.")
+    rate_limit_per_second = models.PositiveIntegerField(
+        default=0, help_text="Messages per second across all workers; 0 means no limit."
+    )
+    cost_per_part = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    currency = models.CharField(max_length=3, default="RUB")
+    timeout_seconds = models.PositiveSmallIntegerField(default=10)
+    callback_secrets = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Webhook secrets; the first signs new callback URLs, all are accepted (rotation).",
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["operator", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["operator", "name"], name="provider_account_name_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(backend__in=list(BACKENDS)), name="provider_account_backend_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_batch__gte=1), name="provider_account_batch_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(cost_per_part__gte=0), name="provider_account_cost_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(timeout_seconds__gte=1), name="provider_account_timeout_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_backend_display()})"
+
+
+class ChannelRoute(models.Model):
+    """Which accounts serve a channel for an operator, tried in priority order (failover)."""
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="channel_routes")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="routes")
+    priority = models.PositiveSmallIntegerField(default=1, help_text="Lower is tried first.")
+    cost_per_part = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Price on this channel if it differs from the account's.",
+    )
+
+    class Meta:
+        ordering = ["operator", "channel", "priority"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["operator", "channel", "priority"], name="route_priority_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["operator", "channel", "account"], name="route_account_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(channel__in=Channel.values), name="route_channel_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(cost_per_part__isnull=True) | Q(cost_per_part__gte=0),
+                name="route_cost_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} #{self.priority} → {self.account.name}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.account_id and self.operator_id and self.account.operator_id != self.operator_id:
+            raise ValidationError({"account": "The account belongs to another operator."})
+        if self.account_id and self.channel and self.channel not in self.account.channels:
+            raise ValidationError(
+                {"channel": f"{self.account.name} does not serve {self.channel}."}
+            )

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# ruff, then the whole pytest suite against a throw-away PostgreSQL cluster,
+# which is stopped whatever happens. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
+# The same test-only defaults as conftest.py, for the manage.py call below.
+export SECRET_KEY=${SECRET_KEY:-test-secret-key-not-for-production}
+
+source scripts/pg_temp.sh
+trap pg_temp_stop EXIT
+pg_temp_start
+echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on port $PG_PORT"
+
+.venv/bin/python manage.py makemigrations --check --dry-run >/dev/null || {
+    echo "Models and migrations disagree: run manage.py makemigrations" >&2
+    exit 1
+}
+.venv/bin/python -m pytest "$@"

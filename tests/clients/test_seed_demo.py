@@ -1,0 +1,52 @@
+from io import StringIO
+
+from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from clients.models import Client, ConsentChange, Operator
+
+
+def counts():
+    return {
+        model._meta.label: model.objects.count()
+        for model in apps.get_models()
+        if model._meta.app_label in ("clients", "campaigns", "providers", "auth")
+    }
+
+
+def run_seed():
+    out = StringIO()
+    call_command("seed_demo", "--clients", "40", stdout=out)
+    return out.getvalue()
+
+
+def test_seed_demo_twice_gives_the_same_counts(db):
+    first_output = run_seed()
+    after_first = counts()
+    run_seed()
+    assert counts() == after_first
+    assert after_first["clients.Operator"] == 2
+    assert after_first["clients.Client"] == 80
+    assert after_first["clients.PointOfSale"] == 4
+    assert "admin /" in first_output
+
+
+def test_seed_demo_gives_a_realistic_mix_with_history(db):
+    run_seed()
+    for operator in Operator.objects.all():
+        clients = Client.objects.filter(operator=operator)
+        assert clients.filter(allow_sms=True).exists() and clients.filter(allow_sms=False).exists()
+        assert clients.exclude(email="").exists()
+        assert not clients.filter(phone="", email="").exists()
+    assert ConsentChange.objects.filter(source="import").exists()
+    assert Client.objects.filter(cards__isnull=False).distinct().count() == 80
+
+
+def test_the_printed_password_logs_in(client, db):
+    output = run_seed()
+    password = output.split("admin / ")[1].split()[0]
+    user = get_user_model().objects.get(username="admin")
+    assert user.check_password(password) and user.is_superuser
+    assert client.login(username="admin", password=password)
+    assert client.get("/admin/clients/client/").status_code == 200

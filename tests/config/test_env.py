@@ -1,0 +1,36 @@
+import pytest
+
+from config.env import ImproperlyConfiguredEnv, env_bool, env_int, env_list
+
+
+def test_env_bool_reads_common_spellings(monkeypatch):
+    for raw, expected in [("1", True), ("yes", True), ("ON", True), ("0", False), ("false", False)]:
+        monkeypatch.setenv("FLAG", raw)
+        assert env_bool("FLAG") is expected
+
+
+def test_env_bool_uses_default_when_unset(monkeypatch):
+    monkeypatch.delenv("FLAG", raising=False)
+    assert env_bool("FLAG", True) is True
+
+
+def test_env_bool_fails_loudly_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("FLAG", "maybe")
+    with pytest.raises(ImproperlyConfiguredEnv, match="FLAG"):
+        env_bool("FLAG")
+
+
+def test_env_int_rejects_text_and_values_below_minimum(monkeypatch):
+    monkeypatch.setenv("WORKERS", "two")
+    with pytest.raises(ImproperlyConfiguredEnv, match="WORKERS must be an integer"):
+        env_int("WORKERS", 1)
+    monkeypatch.setenv("WORKERS", "0")
+    with pytest.raises(ImproperlyConfiguredEnv, match="at least 1"):
+        env_int("WORKERS", 1, minimum=1)
+    monkeypatch.setenv("WORKERS", "4")
+    assert env_int("WORKERS", 1, minimum=1) == 4
+
+
+def test_env_list_splits_on_commas_and_drops_blanks(monkeypatch):
+    monkeypatch.setenv("HOSTS", "a.example.com, b.example.com,,")
+    assert env_list("HOSTS", []) == ["a.example.com", "b.example.com"]

@@ -1,0 +1,162 @@
+"""Shared fixtures: two operators and the people who work in them.
+
+Personas: alice is a superuser; mark is a marketer and connie a consent admin,
+both in operator `sunrise`; bob is a marketer in the other operator `northwind`.
+"""
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from campaigns.models import (
+    AudienceListEntry,
+    Campaign,
+    Delivery,
+    DeliveryEvent,
+    Message,
+    MessageTemplate,
+)
+from clients.channels import Channel
+from clients.groups import CONSENT_ADMINS, MARKETERS
+from clients.models import (
+    Card,
+    Client,
+    ConsentChange,
+    Lead,
+    MessengerChat,
+    Operator,
+    OperatorMember,
+    PointOfSale,
+    Subscriber,
+    Tag,
+)
+from clients.services import issue_credential
+from providers.models import ChannelRoute, ProviderAccount
+from providers.status import DeliveryStatus
+
+
+@pytest.fixture
+def sunrise(db):
+    return Operator.objects.create(name="Sunrise Market", code="sunrise")
+
+
+@pytest.fixture
+def northwind(db):
+    return Operator.objects.create(name="Northwind Pharmacy", code="northwind")
+
+
+def make_staff(username, group_name, operator):
+    user = User.objects.create_user(username, password="pw-" + username, is_staff=True)
+    if group_name:
+        user.groups.add(Group.objects.get(name=group_name))
+    if operator:
+        OperatorMember.objects.create(operator=operator, user=user)
+    return user
+
+
+@pytest.fixture
+def alice(db):
+    return User.objects.create_superuser("alice", "alice@example.com", "pw-alice")
+
+
+@pytest.fixture
+def mark(sunrise):
+    return make_staff("mark", MARKETERS, sunrise)
+
+
+@pytest.fixture
+def connie(sunrise):
+    return make_staff("connie", CONSENT_ADMINS, sunrise)
+
+
+@pytest.fixture
+def bob(northwind):
+    return make_staff("bob", MARKETERS, northwind)
+
+
+def make_client(operator, phone="79123456789", **fields):
+    return Client.objects.create(operator=operator, phone=phone, **fields)
+
+
+@pytest.fixture
+def world(sunrise, northwind):
+    """One row of every model in `sunrise`, so every admin page has something to show."""
+    pos = PointOfSale.objects.create(operator=sunrise, code="S-1", name="Shop 1")
+    tag = Tag.objects.create(operator=sunrise, name="vip")
+    client = make_client(sunrise, email="anna@example.com", first_name="Anna", registered_pos=pos)
+    client.tags.add(tag)
+    card = Card.objects.create(
+        operator=sunrise, client=client, number=1000001, bonus=Decimal("150")
+    )
+    consent = ConsentChange.objects.create(
+        operator=sunrise,
+        client=client,
+        flag="allow_sms",
+        old_value=False,
+        new_value=True,
+        source=ConsentChange.Source.IMPORT,
+    )
+    lead = Lead.objects.create(operator=sunrise, phone="79123450000", name="Lead")
+    subscriber = Subscriber.objects.create(operator=sunrise, messenger="telegram", external_id="42")
+    chat = MessengerChat.objects.create(operator=sunrise, messenger="telegram", chat_id=-100123)
+    credential = issue_credential(operator=sunrise, name="POS").credential
+    account = ProviderAccount.objects.create(
+        operator=sunrise,
+        name="Gateway",
+        backend="cascade_gateway",
+        base_url="http://127.0.0.1:9",
+        credentials={"login": "demo", "password": "secret-password"},
+        channels=["viber", "sms"],
+    )
+    route = ChannelRoute.objects.create(operator=sunrise, channel=Channel.SMS, account=account)
+    template = MessageTemplate.objects.create(
+        operator=sunrise, name="Hello", text="Hello {{ first_name }}"
+    )
+    campaign = Campaign.objects.create(
+        operator=sunrise, name="Spring", template=template, channels=["viber", "sms"]
+    )
+    entry = AudienceListEntry.objects.create(operator=sunrise, campaign=campaign, client=client)
+    message = Message.objects.create(
+        operator=sunrise,
+        campaign=campaign,
+        client=client,
+        recipient_key=f"client:{client.pk}",
+        phone=client.phone,
+    )
+    delivery = Delivery.objects.create(
+        operator=sunrise,
+        message=message,
+        campaign=campaign,
+        channel=Channel.VIBER,
+        account=account,
+        idempotency_key="k1",
+        status=DeliveryStatus.SENT,
+    )
+    event = DeliveryEvent.objects.create(
+        operator=sunrise,
+        delivery=delivery,
+        status=DeliveryStatus.SENT,
+        source="submit",
+        payload="{}",
+    )
+    return {
+        "operator": sunrise,
+        "pointofsale": pos,
+        "tag": tag,
+        "client": client,
+        "card": card,
+        "consentchange": consent,
+        "lead": lead,
+        "subscriber": subscriber,
+        "messengerchat": chat,
+        "apicredential": credential,
+        "provideraccount": account,
+        "channelroute": route,
+        "messagetemplate": template,
+        "campaign": campaign,
+        "audiencelistentry": entry,
+        "message": message,
+        "delivery": delivery,
+        "deliveryevent": event,
+    }
