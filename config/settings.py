@@ -96,6 +96,9 @@ TIME_ZONE = env_str("TIME_ZONE", "Europe/Moscow")
 USE_I18N = True
 USE_TZ = True
 
+# Where gateways reach this installation: callback URLs are built on it.
+CASCADE_PUBLIC_URL = env_str("CASCADE_PUBLIC_URL", "http://127.0.0.1:8000")
+
 # Phone numbers written without a country code are read in this region.
 CASCADE_DEFAULT_REGION = env_str("CASCADE_DEFAULT_REGION", "RU")
 

@@ -1,0 +1,87 @@
+"""A real SMTP server (aiosmtpd) that keeps what it receives, for tests and the demo."""
+
+from __future__ import annotations
+
+import email
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
+
+
+@dataclass
+class ReceivedMail:
+    mail_from: str
+    recipients: list[str]
+    message: email.message.Message
+
+
+class _Handler:
+    def __init__(self, server: SmtpSimulator):
+        self.server = server
+
+    async def handle_RCPT(self, server, session, envelope: Envelope, address: str, options):
+        if address in self.server.refused_recipients:
+            return "550 5.1.1 Mailbox unavailable"
+        if address in self.server.deferred_recipients:
+            return "451 4.3.0 Try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope: Envelope):
+        parsed = email.message_from_bytes(envelope.original_content or envelope.content)
+        with self.server.lock:
+            self.server.received.append(
+                ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), parsed)
+            )
+        return "250 Message accepted for delivery"
+
+
+class SmtpSimulator:
+    name = "smtp"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("Simulators bind to the loopback interface only.")
+        self.host = host
+        self.requested_port = port
+        self.lock = threading.Lock()
+        self.received: list[ReceivedMail] = []
+        self.refused_recipients: set[str] = set()
+        self.deferred_recipients: set[str] = set()
+        self.controller: Controller | None = None
+
+    def start(self) -> SmtpSimulator:
+        port = self.requested_port or _free_port(self.host)
+        self.controller = Controller(_Handler(self), hostname=self.host, port=port)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller:
+            self.controller.stop()
+
+    @property
+    def port(self) -> int:
+        assert self.controller is not None, "start() first"
+        return self.controller.port
+
+    def stats(self) -> dict:
+        with self.lock:
+            keys = Counter(mail.message.get("X-Cascade-Key", "") for mail in self.received)
+        return {
+            "simulator": self.name,
+            "accepted": sum(keys.values()),
+            "keys": len(keys),
+            "duplicate_keys": {key: count for key, count in keys.items() if count > 1},
+        }
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,80 @@
+"""Gateway callbacks: one URL per account, authenticated by a secret in the path.
+
+The secret is compared in constant time against every secret the account
+lists, so a new secret can be added, gateways moved over, and the old one
+removed without losing callbacks (rotation). Unknown message ids get 200 so a
+gateway stops retrying; an unknown account or a wrong secret gets 403 (the
+same answer for both, so the answer tells an attacker nothing).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from campaigns.models import DeliveryEvent
+from campaigns.services import apply_status_events
+from providers.base import ProviderError
+from providers.models import ProviderAccount
+from providers.registry import BACKENDS, get_backend
+
+logger = logging.getLogger(__name__)
+
+MAX_CALLBACK_BYTES = 256 * 1024
+
+
+def secret_matches(secrets: list[str], candidate: str) -> bool:
+    matched = False
+    for secret in secrets or []:
+        # No early exit: the time taken does not depend on which secret matched.
+        if secret and hmac.compare_digest(str(secret).encode(), candidate.encode()):
+            matched = True
+    return matched
+
+
+def callback_url(account: ProviderAccount) -> str:
+    """The URL a gateway should call back for this account (signed with its current secret)."""
+    secrets = account.callback_secrets or []
+    if not secrets:
+        return ""
+    base = settings.CASCADE_PUBLIC_URL.rstrip("/")
+    return f"{base}/providers/webhooks/{account.backend}/{account.pk}/{secrets[0]}/"
+
+
+@csrf_exempt
+def webhook(request: HttpRequest, backend: str, account_id: int, secret: str) -> HttpResponse:
+    if request.method not in ("GET", "POST", "PUT"):
+        return HttpResponse("Method not allowed", status=405)
+    if backend not in BACKENDS:
+        return HttpResponse("Unknown backend", status=404)
+    if int(request.headers.get("Content-Length") or 0) > MAX_CALLBACK_BYTES:
+        return HttpResponse("Callback too large", status=413)
+    account = (
+        ProviderAccount.objects.filter(pk=account_id, backend=backend)
+        .only(
+            "id",
+            "backend",
+            "name",
+            "callback_secrets",
+            "credentials",
+            "options",
+            "base_url",
+            "sender_names",
+            "timeout_seconds",
+            "updated_at",
+        )
+        .first()
+    )
+    if account is None or not secret_matches(account.callback_secrets, secret):
+        return HttpResponse("Forbidden", status=403)
+    try:
+        events = get_backend(account).parse_callback(request)
+    except (ValueError, KeyError, TypeError, ProviderError) as error:
+        logger.warning("Unreadable %s callback for account %s: %s", backend, account.pk, error)
+        return HttpResponse(f"Unreadable callback: {error}", status=400)
+    apply_status_events(account_id=account.pk, events=events, source=DeliveryEvent.Source.CALLBACK)
+    return HttpResponse("OK")
