@@ -1,4 +1,4 @@
-"""`make run`: migrate, seed demo data, then run the web server and a qcluster.
+"""`make run`: migrate, seed demo data, then run the web server, a qcluster and the simulators.
 
 Every process is started in its own process group and all of them are stopped
 together on Ctrl-C, or as soon as one of them exits.
@@ -26,6 +26,7 @@ def main() -> int:
     commands = {
         "web": [*manage, "runserver", "127.0.0.1:8000", "--noreload"],
         "worker": [*manage, "qcluster"],
+        "simulators": [*manage, "run_simulators"],
     }
     processes = {
         name: subprocess.Popen(command, start_new_session=True)

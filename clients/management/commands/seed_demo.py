@@ -29,6 +29,8 @@ from clients.models import (
     PointOfSale,
     Tag,
 )
+from providers.models import ChannelRoute, ProviderAccount
+from providers.simulators import simulator_port
 
 OPERATORS = [
     # code, name, phone prefix (keeps the two operators' demo phones apart)
@@ -150,6 +152,83 @@ class Command(BaseCommand):
             self.stdout.write(f"{operator.name}: clients already seeded, left as they are.")
             return
         self.create_clients(operator, phone_prefix, client_count, points, tags, rng)
+
+    def seed_providers(self, operator):
+        """Accounts at the local simulators (`manage.py run_simulators`), so the demo sends over HTTP."""
+        sender = operator.name.split()[0]
+        accounts = [
+            {
+                "name": "Cascade gateway (simulator)",
+                "backend": "cascade_gateway",
+                "base_url": f"http://127.0.0.1:{simulator_port('cascade_gateway')}",
+                "credentials": {"login": "demo", "password": "demo-pass"},
+                "options": {"flavour": "json"},
+                "channels": ["viber", "vk", "sms"],
+                "sender_names": {"viber": sender, "sms": sender},
+                "cost_per_part": Decimal("0.35"),
+                "max_batch": 200,
+            },
+            {
+                "name": "1-pulse (simulator)",
+                "backend": "pulse",
+                "base_url": f"http://127.0.0.1:{simulator_port('pulse')}/api/v1",
+                "credentials": {"token": "test-token"},
+                "channels": ["sms", "viber", "push"],
+                "sender_names": {"sms": sender, "viber": sender},
+                "cost_per_part": Decimal("0.29"),
+                "max_batch": 500,
+            },
+            {
+                "name": "BSG (simulator)",
+                "backend": "bsg",
+                "base_url": f"http://127.0.0.1:{simulator_port('bsg')}/rest",
+                "credentials": {"api_key": "live_test"},
+                "channels": ["viber", "sms"],
+                "sender_names": {"viber": sender, "sms": sender},
+                "cost_per_part": Decimal("0.02"),
+                "currency": "EUR",
+                "max_batch": 50,
+            },
+            {
+                "name": "Mail (simulator)",
+                "backend": "smtp",
+                "base_url": "",
+                "credentials": {
+                    "host": "127.0.0.1",
+                    "port": simulator_port("smtp"),
+                    "from_email": f"news@{operator.code}.example",
+                },
+                "channels": ["email"],
+                "sender_names": {},
+                "cost_per_part": Decimal("0"),
+                "max_batch": 100,
+            },
+        ]
+        by_backend = {}
+        for fields in accounts:
+            name = fields.pop("name")
+            account, created = ProviderAccount.objects.get_or_create(
+                operator=operator, name=name, defaults=fields
+            )
+            if created:
+                account.callback_secrets = [secrets.token_urlsafe(24)]
+                account.save(update_fields=["callback_secrets"])
+            by_backend[account.backend] = account
+        routes = [
+            ("viber", "cascade_gateway", 1),
+            ("viber", "bsg", 2),
+            ("vk", "cascade_gateway", 1),
+            ("sms", "pulse", 1),
+            ("sms", "cascade_gateway", 2),
+            ("email", "smtp", 1),
+        ]
+        for channel, backend, priority in routes:
+            ChannelRoute.objects.get_or_create(
+                operator=operator,
+                channel=channel,
+                priority=priority,
+                defaults={"account": by_backend[backend]},
+            )
 
     def create_clients(self, operator, phone_prefix, client_count, points, tags, rng):
         now = timezone.now()
