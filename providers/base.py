@@ -214,15 +214,29 @@ _sessions_lock = threading.Lock()
 
 
 def session_for(account: Any) -> requests.Session:
-    """A keep-alive session per account (and per process), rebuilt when the account changes."""
-    key = (getattr(account, "pk", None) or id(account), str(getattr(account, "updated_at", "")))
+    """A keep-alive session per account (and per process), rebuilt when the account changes.
+
+    An unsaved account (a test's or a benchmark's) carries its own session:
+    keying by id() would hand a recycled id another account's session.
+    """
+    if getattr(account, "pk", None) is None:
+        session = getattr(account, "_cascade_session", None)
+        if session is None:
+            session = _new_session()
+            account._cascade_session = session
+        return session
+    key = (account.pk, str(getattr(account, "updated_at", "")))
     with _sessions_lock:
         session = _sessions.get(key)
         if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers["User-Agent"] = "Cascade/0.1"
-            _sessions[key] = session
+            session = _sessions[key] = _new_session()
         return session
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = "Cascade/0.1"
+    return session

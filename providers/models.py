@@ -118,3 +118,19 @@ class ChannelRoute(models.Model):
             raise ValidationError(
                 {"channel": f"{self.account.name} does not serve {self.channel}."}
             )
+
+
+class RateBucket(models.Model):
+    """Token bucket of one account, shared by every worker through the database.
+
+    Used when no Redis is configured; with REDIS_URL the bucket lives in Redis.
+    """
+
+    account = models.OneToOneField(
+        ProviderAccount, primary_key=True, on_delete=models.CASCADE, related_name="rate_bucket"
+    )
+    tokens = models.FloatField(default=0)
+    refreshed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.tokens:.1f} tokens"

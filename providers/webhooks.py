@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from campaigns.models import DeliveryEvent
-from campaigns.services import apply_status_events
+from campaigns.statuses import apply_status_events
 from providers.base import ProviderError
 from providers.models import ProviderAccount
 from providers.registry import BACKENDS, get_backend

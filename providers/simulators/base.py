@@ -154,7 +154,10 @@ class Simulator:
 
         self.server = _Server((self.host, self.requested_port), Handler)
         self.thread = threading.Thread(
-            target=self.server.serve_forever, name=f"{self.name}-http", daemon=True
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{self.name}-http",
+            daemon=True,
         )
         self.thread.start()
         self._stopping = False
@@ -411,6 +414,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     sim: Simulator
     protocol_version = "HTTP/1.1"  # keep-alive, as the real gateways allow
+    # Headers and body go out in two writes; with Nagle on, the second waits for
+    # the client's delayed ACK (~40 ms per answer).
+    disable_nagle_algorithm = True
 
     def log_message(self, format, *args):
         logger.debug("%s %s", self.sim.name, format % args)
