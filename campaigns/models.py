@@ -118,6 +118,9 @@ class Campaign(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     launched_at = models.DateTimeField(null=True, blank=True)
+    fanned_out_at = models.DateTimeField(
+        null=True, blank=True, help_text="When every recipient had its first delivery."
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -268,6 +271,11 @@ class Delivery(models.Model):
     currency = models.CharField(max_length=3, blank=True)
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
+    native_channels = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Channels after this one that the gateway runs itself (native cascade).",
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
@@ -349,3 +357,45 @@ class DeliveryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery_id}: {self.status}"
+
+
+class CampaignCounter(models.Model):
+    """How many of a campaign's deliveries are in each status, per channel.
+
+    Kept up to date by the same transactions that change delivery statuses, so
+    the dashboard reads a handful of rows instead of counting 100k deliveries.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="counters")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "channel", "status"], name="campaign_counter_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.channel} {self.status}: {self.count}"
+
+
+class CampaignCost(models.Model):
+    """What a campaign has cost so far, per channel and currency (sum of delivery prices)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="costs")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    currency = models.CharField(max_length=3)
+    amount = models.DecimalField(max_digits=16, decimal_places=4, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "channel", "currency"], name="campaign_cost_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.channel}: {self.amount} {self.currency}"

@@ -1,120 +1,339 @@
-"""Campaign and delivery operations shared by the admin, pages, API and tasks."""
+"""Campaign control and the sweeper: the functions the admin, pages, API and tasks call.
+
+State machine: draft → scheduled → running ⇄ paused → done, and any of
+draft/scheduled/running/paused → cancelled. Launching fans the audience out
+(in a task); pausing stops claims at once (in-flight batches finish);
+cancelling turns every delivery not yet handed to a gateway into `cancelled`.
+"""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
+import logging
+import time
+from collections import Counter
+from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
-from campaigns.models import Delivery, DeliveryEvent
-from providers.base import StatusEvent
-from providers.status import DeliveryStatus, can_move, is_final
+from campaigns import counters
+from campaigns.audience import validate_segment
+from campaigns.models import Campaign, Delivery, Message
+from campaigns.statuses import Changes, apply_status_events, commit_changes, load
+from clients.channels import Channel
+from providers.base import ProviderError, ProviderRef
+from providers.models import ProviderAccount
+from providers.registry import get_backend
+from providers.status import DeliveryStatus
 
-STATUS_FIELDS = [
-    "status",
-    "price",
-    "currency",
-    "parts",
-    "error_message",
-    "delivered_at",
-    "read_at",
-    "final_at",
-    "updated_at",
-]
+logger = logging.getLogger(__name__)
+
+__all__ = ["apply_status_events", "cancel", "launch", "pause", "resume", "sweep"]
+
+POLL_INTERVAL_SECONDS = 60  # the cascade gateway refuses an identical request within a minute
+POLL_BATCH = 200
 
 
-def _event_key(source: str, event: StatusEvent) -> str:
-    # The same gateway report received twice (a retried callback, an overlapping
-    # poll) must not make a second event row.
-    basis = "|".join(
-        [
-            source,
-            event.provider_message_id,
-            event.idempotency_key,
-            event.channel,
-            event.provider_status,
-            event.occurred_at.isoformat() if event.occurred_at else "",
-        ]
+class TransitionError(ValidationError):
+    pass
+
+
+def _set_state(
+    campaign_id: int, allowed_from: tuple[str, ...], new_state: str, **fields
+) -> Campaign:
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.state not in allowed_from:
+            raise TransitionError(
+                f"A {campaign.get_state_display().lower()} campaign cannot become {new_state}."
+            )
+        campaign.state = new_state
+        for name, value in fields.items():
+            setattr(campaign, name, value)
+        campaign.save()
+    return campaign
+
+
+def validate_for_launch(campaign: Campaign) -> None:
+    if not campaign.channels:
+        raise ValidationError("Choose at least one channel.")
+    unknown = [c for c in campaign.channels if c not in Channel.values]
+    if unknown:
+        raise ValidationError(f"Unknown channels: {', '.join(unknown)}.")
+    if len(set(campaign.channels)) != len(campaign.channels):
+        raise ValidationError("A channel may appear only once in the cascade.")
+    if campaign.audience_kind == Campaign.AudienceKind.SEGMENT:
+        validate_segment(campaign.segment or {})
+
+
+def launch(*, campaign_id: int, at=None) -> Campaign:
+    """Start now, or at `at` (the sweeper starts scheduled campaigns when due)."""
+    campaign = Campaign.objects.get(pk=campaign_id)
+    validate_for_launch(campaign)
+    now = timezone.now()
+    if at is not None and at > now:
+        return _set_state(
+            campaign_id, (Campaign.State.DRAFT,), Campaign.State.SCHEDULED, scheduled_at=at
+        )
+    campaign = _set_state(
+        campaign_id,
+        (Campaign.State.DRAFT, Campaign.State.SCHEDULED),
+        Campaign.State.RUNNING,
+        launched_at=now,
     )
-    return hashlib.sha1(basis.encode(), usedforsecurity=False).hexdigest()
+    from campaigns import tasks
+
+    transaction.on_commit(lambda: tasks.enqueue_fan_out(campaign_id))
+    return campaign
 
 
-def apply_status_events(*, account_id: int, events: Iterable[StatusEvent], source: str) -> int:
-    """Apply gateway status reports to deliveries: idempotent, monotonic, in bulk.
+def pause(*, campaign_id: int) -> Campaign:
+    return _set_state(campaign_id, (Campaign.State.RUNNING,), Campaign.State.PAUSED)
 
-    Deliveries are found by the gateway's message id or by our idempotency key,
-    only among the account's own deliveries. A report that would move a
-    delivery backwards (a late 'sent' after 'delivered') is recorded as an
-    event but does not change the status. Unknown ids are ignored. Returns the
-    number of deliveries whose status changed. A constant number of queries,
-    whatever the number of events.
-    """
-    events = [event for event in events if event.provider_message_id or event.idempotency_key]
-    if not events:
-        return 0
-    provider_ids = {event.provider_message_id for event in events if event.provider_message_id}
-    keys = {event.idempotency_key for event in events if event.idempotency_key}
+
+def resume(*, campaign_id: int) -> Campaign:
+    campaign = _set_state(campaign_id, (Campaign.State.PAUSED,), Campaign.State.RUNNING)
+    from campaigns import tasks
+
+    transaction.on_commit(lambda: tasks.kick_campaign(campaign_id))
+    return campaign
+
+
+def cancel(*, campaign_id: int) -> Campaign:
+    """Cancelled: nothing more is sent; what a gateway already has may still report back."""
     now = timezone.now()
     with transaction.atomic():
-        deliveries = list(
-            Delivery.objects.select_for_update()
-            .filter(account_id=account_id)
-            .filter(Q(provider_message_id__in=provider_ids) | Q(idempotency_key__in=keys))
-            .order_by("pk")
+        campaign = _set_state(
+            campaign_id,
+            (
+                Campaign.State.DRAFT,
+                Campaign.State.SCHEDULED,
+                Campaign.State.RUNNING,
+                Campaign.State.PAUSED,
+            ),
+            Campaign.State.CANCELLED,
+            finished_at=now,
         )
-        by_provider_id = {d.provider_message_id: d for d in deliveries if d.provider_message_id}
-        by_key = {d.idempotency_key: d for d in deliveries}
-        changed: dict[int, Delivery] = {}
-        new_events = []
-        for event in events:
-            delivery = by_provider_id.get(event.provider_message_id) or by_key.get(
-                event.idempotency_key
-            )
-            if delivery is None:
-                continue
-            new_events.append(
-                DeliveryEvent(
-                    operator_id=delivery.operator_id,
-                    delivery=delivery,
-                    status=event.status,
-                    provider_status=event.provider_status[:100],
-                    source=source,
-                    payload=event.raw,
-                    dedupe_key=_event_key(source, event),
-                    occurred_at=event.occurred_at,
+        waiting = [DeliveryStatus.PENDING, DeliveryStatus.QUEUED]
+        grouped = (
+            Delivery.objects.filter(campaign_id=campaign_id, status__in=waiting)
+            .values("channel", "status")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        deltas: Counter = Counter()
+        for row in grouped:
+            deltas[(campaign_id, row["channel"], row["status"])] -= row["n"]
+            deltas[(campaign_id, row["channel"], DeliveryStatus.CANCELLED)] += row["n"]
+        Delivery.objects.filter(campaign_id=campaign_id, status__in=waiting).update(
+            status=DeliveryStatus.CANCELLED, final_at=now, updated_at=now, next_attempt_at=None
+        )
+        counters.bump(deltas)
+        Message.objects.filter(
+            campaign_id=campaign_id, status__in=[Message.Status.PENDING, Message.Status.IN_PROGRESS]
+        ).exclude(
+            Exists(
+                Delivery.objects.filter(
+                    message_id=OuterRef("pk"),
+                    status__in=[
+                        DeliveryStatus.SUBMITTING,
+                        DeliveryStatus.SENT,
+                        DeliveryStatus.UNKNOWN,
+                    ],
                 )
             )
-            # A native cascade reports each channel; the step's own status follows
-            # only reports about its own channel (the engine maps the others).
-            if event.channel and event.channel != delivery.channel:
-                continue
-            if event.price is not None:
-                delivery.price = event.price
-                delivery.currency = event.currency or delivery.currency
-                changed[delivery.pk] = delivery
-            if event.parts:
-                delivery.parts = event.parts
-                changed[delivery.pk] = delivery
-            if not can_move(delivery.status, event.status):
-                continue
-            delivery.status = event.status
-            if event.status == DeliveryStatus.DELIVERED:
-                delivery.delivered_at = event.occurred_at or now
-            if event.status == DeliveryStatus.READ:
-                delivery.read_at = event.occurred_at or now
-                delivery.delivered_at = delivery.delivered_at or delivery.read_at
-            if is_final(event.status) and delivery.final_at is None:
-                delivery.final_at = now
-            if event.error_message:
-                delivery.error_message = event.error_message[:500]
-            delivery.updated_at = now
-            delivery._status_changed = True
-            changed[delivery.pk] = delivery
-        if changed:
-            Delivery.objects.bulk_update(list(changed.values()), STATUS_FIELDS)
-        if new_events:
-            DeliveryEvent.objects.bulk_create(new_events, ignore_conflicts=True)
-    return sum(1 for delivery in changed.values() if getattr(delivery, "_status_changed", False))
+        ).update(status=Message.Status.CANCELLED, updated_at=now)
+    return campaign
+
+
+# ---------------------------------------------------------------- the sweeper
+
+
+def requeue_expired_leases(now) -> int:
+    """Claims of a worker that died: resubmit where the gateway deduplicates, else wait for its report."""
+    stale = load(
+        Delivery.objects.select_related("account")
+        .filter(status=DeliveryStatus.SUBMITTING, lease_expires_at__lt=now)
+        .order_by("pk")[:5000]
+    )
+    if not stale:
+        return 0
+    changes = Changes()
+    idempotent = {}
+    for delivery in stale:
+        account = delivery.account
+        if account.pk not in idempotent:
+            idempotent[account.pk] = get_backend(account).idempotent_submit
+        changes.touch(delivery)
+        delivery.lease_expires_at = None
+        if idempotent[account.pk]:
+            delivery.status = DeliveryStatus.QUEUED
+            delivery.next_attempt_at = now
+            changes.event(
+                delivery, DeliveryStatus.QUEUED, "system", provider_status="lease_expired"
+            )
+        else:
+            delivery.status = DeliveryStatus.UNKNOWN
+            delivery.error_message = (
+                "A worker stopped while submitting; the gateway has no idempotency key, so the message "
+                "is not resent. Waiting for the gateway's report until the TTL."
+            )
+            changes.event(
+                delivery, DeliveryStatus.UNKNOWN, "system", provider_status="lease_expired"
+            )
+    with transaction.atomic():
+        commit_changes(changes)
+    return len(stale)
+
+
+def expire_past_ttl(now) -> int:
+    """Steps past their TTL: still-open ones expire; delivered-unread ones fall through when read is final."""
+    changes = Changes()
+    open_statuses = [
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.SENT,
+        DeliveryStatus.UNKNOWN,
+        DeliveryStatus.PENDING,
+    ]
+    with transaction.atomic():
+        expired = load(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(status__in=open_statuses, expires_at__lt=now)
+            .order_by("pk")[:5000]
+        )
+        for delivery in expired:
+            changes.move(
+                delivery,
+                DeliveryStatus.EXPIRED,
+                error="No final status within the TTL.",
+                force=True,
+            )
+            changes.event(delivery, DeliveryStatus.EXPIRED, "system", provider_status="ttl")
+        unread = load(
+            Delivery.objects.filter(
+                status=DeliveryStatus.DELIVERED, expires_at__lt=now, campaign__read_is_final=True
+            )
+            .exclude(
+                Exists(
+                    Delivery.objects.filter(
+                        message_id=OuterRef("message_id"), step__gt=OuterRef("step")
+                    )
+                )
+            )
+            .order_by("pk")[:5000]
+        )
+        changes.fall_through.extend(unread)
+        commit_changes(changes)
+    return len(expired) + len(unread)
+
+
+def poll_statuses(now, *, account_ids: list[int] | None = None) -> int:
+    """Ask gateways about submitted deliveries, each at most once a minute."""
+    accounts = ProviderAccount.objects.filter(enabled=True)
+    if account_ids is not None:
+        accounts = accounts.filter(pk__in=account_ids)
+    polled = 0
+    for account in accounts:
+        backend = get_backend(account)
+        if not backend.polls_statuses:
+            continue
+        due = list(
+            Delivery.objects.filter(
+                account=account, status__in=[DeliveryStatus.SENT, DeliveryStatus.UNKNOWN]
+            )
+            .exclude(next_attempt_at__gt=now)
+            .exclude(provider_message_id="")
+            .order_by("next_attempt_at", "pk")
+            .values_list("pk", "provider_message_id", "idempotency_key")[:POLL_BATCH]
+        )
+        if not due:
+            continue
+        refs = [
+            ProviderRef(delivery_id=pk, provider_message_id=pid, idempotency_key=key)
+            for pk, pid, key in due
+        ]
+        Delivery.objects.filter(pk__in=[ref.delivery_id for ref in refs]).update(
+            next_attempt_at=now + timedelta(seconds=POLL_INTERVAL_SECONDS)
+        )
+        try:
+            events = backend.fetch_statuses(refs)
+        except ProviderError as error:
+            logger.warning("Polling %s failed: %s", account.name, error)
+            continue
+        apply_status_events(account_id=account.pk, events=events, source="poll")
+        polled += len(refs)
+    return polled
+
+
+def start_due_campaigns(now) -> list[int]:
+    due = list(
+        Campaign.objects.filter(state=Campaign.State.SCHEDULED, scheduled_at__lte=now).values_list(
+            "pk", flat=True
+        )
+    )
+    for campaign_id in due:
+        launch(campaign_id=campaign_id)
+    return due
+
+
+def finish_campaigns(now) -> list[int]:
+    """Running campaigns whose every message is final are done."""
+    open_message = Message.objects.filter(
+        campaign_id=OuterRef("pk"), status__in=[Message.Status.PENDING, Message.Status.IN_PROGRESS]
+    )
+    done = list(
+        Campaign.objects.filter(state=Campaign.State.RUNNING, fanned_out_at__isnull=False)
+        .exclude(Exists(open_message))
+        .values_list("pk", flat=True)
+    )
+    if done:
+        Campaign.objects.filter(pk__in=done, state=Campaign.State.RUNNING).update(
+            state=Campaign.State.DONE, finished_at=now, updated_at=now
+        )
+    return done
+
+
+def accounts_with_due_work(now) -> list[int]:
+    return list(
+        Delivery.objects.filter(status=DeliveryStatus.QUEUED, account__enabled=True)
+        .exclude(next_attempt_at__gt=now)
+        .exclude(
+            campaign__state__in=[
+                Campaign.State.PAUSED,
+                Campaign.State.CANCELLED,
+                Campaign.State.DONE,
+            ]
+        )
+        .values_list("account_id", flat=True)
+        .distinct()
+        .order_by()
+    )
+
+
+def sweep_once() -> dict[str, int]:
+    now = timezone.now()
+    report = {
+        "started": len(start_due_campaigns(now)),
+        "requeued": requeue_expired_leases(now),
+        "expired": expire_past_ttl(now),
+        "polled": poll_statuses(now),
+        "finished": len(finish_campaigns(now)),
+    }
+    from campaigns import tasks
+
+    for account_id in accounts_with_due_work(now):
+        tasks.kick_account(account_id)
+    return report
+
+
+def sweep(*, seconds: float = 0, interval: float = 2.0) -> dict[str, int]:
+    """Run sweep passes for `seconds` (one pass if 0); the minute schedule runs it for ~50 s."""
+    deadline = time.monotonic() + seconds
+    total: Counter = Counter()
+    while True:
+        total.update(sweep_once())
+        if time.monotonic() + interval > deadline:
+            return dict(total)
+        time.sleep(interval)

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from campaigns.models import Delivery, DeliveryEvent, Message
-from campaigns.services import apply_status_events
+from campaigns.statuses import apply_status_events
 from providers.base import StatusEvent
 from providers.models import ProviderAccount
 

@@ -1,0 +1,111 @@
+"""Who a campaign is for: a saved segment over clients, or an explicit list.
+
+A segment is a small JSON object; every key narrows the audience:
+
+    {"pos": [1, 2],                   registered at one of these points of sale
+     "tags": ["vip"],                 has any of these tags
+     "bonus_min": 100, "bonus_max": 5000,   has a card with bonus in the range
+     "registered_from": "2025-01-01", "registered_to": "2025-12-31",
+     "last_purchase_from": "...", "last_purchase_to": "...",
+     "consent": "allow_sms",          the flag must be on (narrowing; the cascade checks anyway)
+     "has_phone": true, "has_email": true,
+     "clients": [1, 2, 3]}            these ids only
+
+Consent and addresses are not filtered here on purpose: the fan-out checks them
+per channel and records a skipped delivery with the reason, so the marketer
+sees who was left out and why.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from django.core.exceptions import ValidationError
+from django.db.models import Exists, OuterRef, QuerySet
+
+from clients.channels import CONSENT_FLAGS
+from clients.models import Card, Client
+
+SEGMENT_KEYS = {
+    "pos",
+    "tags",
+    "bonus_min",
+    "bonus_max",
+    "registered_from",
+    "registered_to",
+    "last_purchase_from",
+    "last_purchase_to",
+    "consent",
+    "has_phone",
+    "has_email",
+    "clients",
+}
+
+
+def _date(value, key: str) -> date:
+    try:
+        return value if isinstance(value, date) else datetime.fromisoformat(str(value)).date()
+    except ValueError:
+        raise ValidationError(
+            f"Segment {key} must be a date (YYYY-MM-DD), got {value!r}."
+        ) from None
+
+
+def _number(value, key: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"Segment {key} must be a number, got {value!r}.") from None
+
+
+def _ids(value, key: str) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(item, int) for item in value):
+        raise ValidationError(f"Segment {key} must be a list of ids.")
+    return value
+
+
+def validate_segment(segment: dict) -> None:
+    unknown = set(segment) - SEGMENT_KEYS
+    if unknown:
+        raise ValidationError(f"Unknown segment filters: {', '.join(sorted(unknown))}.")
+    segment_queryset(operator_id=0, segment=segment)  # raises on bad values
+
+
+def segment_queryset(*, operator_id: int, segment: dict) -> QuerySet[Client]:
+    """The clients of one operator that the segment selects."""
+    clients = Client.objects.filter(operator_id=operator_id)
+    if "pos" in segment:
+        clients = clients.filter(registered_pos_id__in=_ids(segment["pos"], "pos"))
+    if "clients" in segment:
+        clients = clients.filter(pk__in=_ids(segment["clients"], "clients"))
+    if "tags" in segment:
+        tags = segment["tags"]
+        if not isinstance(tags, list):
+            raise ValidationError("Segment tags must be a list of tag names.")
+        tagged = Client.tags.through.objects.filter(client_id=OuterRef("pk"), tag__name__in=tags)
+        clients = clients.filter(Exists(tagged))
+    if "bonus_min" in segment or "bonus_max" in segment:
+        cards = Card.objects.filter(client_id=OuterRef("pk"), status=Card.Status.ACTIVE)
+        if "bonus_min" in segment:
+            cards = cards.filter(bonus__gte=_number(segment["bonus_min"], "bonus_min"))
+        if "bonus_max" in segment:
+            cards = cards.filter(bonus__lte=_number(segment["bonus_max"], "bonus_max"))
+        clients = clients.filter(Exists(cards))
+    for key, lookup in (
+        ("registered_from", "registered_at__date__gte"),
+        ("registered_to", "registered_at__date__lte"),
+        ("last_purchase_from", "last_purchase_at__date__gte"),
+        ("last_purchase_to", "last_purchase_at__date__lte"),
+    ):
+        if key in segment:
+            clients = clients.filter(**{lookup: _date(segment[key], key)})
+    if "consent" in segment:
+        flag = segment["consent"]
+        if flag not in CONSENT_FLAGS:
+            raise ValidationError(f"Segment consent must be one of {', '.join(CONSENT_FLAGS)}.")
+        clients = clients.filter(**{flag: True})
+    if segment.get("has_phone"):
+        clients = clients.exclude(phone="")
+    if segment.get("has_email"):
+        clients = clients.exclude(email="")
+    return clients

@@ -1,0 +1,331 @@
+"""Dispatch: claim due deliveries of one account, render, send, write the outcome back.
+
+Record first, send, record the outcome: rows are claimed `queued → submitting`
+with a lease by one conditional UPDATE (FOR UPDATE SKIP LOCKED on PostgreSQL,
+so any number of workers can share an account), sent in one backend call, and
+written back in bulk. The number of queries per batch does not depend on its
+size. A worker that dies mid-batch leaves `submitting` rows whose lease the
+sweeper expires: resubmitted under the same idempotency key where the gateway
+deduplicates, otherwise left waiting for the gateway's report (never blindly
+resent).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from campaigns import counters, ratelimit
+from campaigns.models import Campaign, Delivery
+from campaigns.rendering import content_for, render
+from campaigns.routing import routes_for, skip_reason
+from campaigns.statuses import Changes, commit_changes, load
+from clients.models import Card
+from providers.base import ConfigurationError, OutgoingMessage, ProviderError
+from providers.models import ProviderAccount
+from providers.registry import get_backend
+from providers.status import DeliveryStatus
+from providers.webhooks import callback_url
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = 120  # longer than any backend timeout, shorter than a human notices
+BACKOFF_BASE_SECONDS = 5
+BACKOFF_CAP_SECONDS = 15 * 60
+FAILOVER_AFTER_ATTEMPTS = 3  # transient failures in a row before trying the next account
+
+
+def backoff(attempts: int) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog's 'full jitter')."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+def claim(account_id: int, limit: int) -> list[int]:
+    """Take up to `limit` due deliveries of running campaigns (or one-off messages); one statement."""
+    now = timezone.now()
+    lock = " FOR UPDATE OF d SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    sql = f"""
+        UPDATE campaigns_delivery SET status = %s, lease_expires_at = %s, attempts = attempts + 1,
+            updated_at = %s
+        WHERE id IN (
+            SELECT d.id FROM campaigns_delivery d
+            LEFT JOIN campaigns_campaign c ON c.id = d.campaign_id
+            WHERE d.account_id = %s AND d.status = %s
+              AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= %s)
+              AND (d.campaign_id IS NULL OR c.state = %s)
+            ORDER BY d.id LIMIT %s{lock}
+        )
+        RETURNING id, campaign_id, channel
+    """  # noqa: S608 - the only interpolation is the fixed lock clause
+    params = [
+        DeliveryStatus.SUBMITTING,
+        now + timedelta(seconds=LEASE_SECONDS),
+        now,
+        account_id,
+        DeliveryStatus.QUEUED,
+        now,
+        Campaign.State.RUNNING,
+        limit,
+    ]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            claimed = cursor.fetchall()
+        deltas: Counter = Counter()
+        for _id, campaign_id, channel in claimed:
+            counters.transition(
+                deltas, campaign_id, channel, DeliveryStatus.QUEUED, DeliveryStatus.SUBMITTING
+            )
+        counters.bump(deltas)
+    return [row[0] for row in claimed]
+
+
+def load_batch(ids: list[int]) -> list[Delivery]:
+    best_card = Card.objects.filter(
+        client_id=OuterRef("message__client_id"), status=Card.Status.ACTIVE
+    )
+    return load(
+        Delivery.objects.filter(pk__in=ids)
+        .select_related("message", "message__client", "campaign", "campaign__template", "operator")
+        .annotate(
+            client_bonus=Subquery(best_card.order_by("-bonus").values("bonus")[:1]),
+            client_card=Subquery(best_card.order_by("-bonus").values("number")[:1]),
+        )
+        .order_by("pk")
+    )
+
+
+def variables_for(delivery: Delivery) -> dict:
+    message = delivery.message
+    client = message.client
+    values = {"operator": delivery.operator.name, "phone": message.phone, "email": message.email}
+    if client is not None:
+        values.update(
+            first_name=client.first_name,
+            last_name=client.last_name,
+            middle_name=client.middle_name,
+            bonus=delivery.client_bonus,
+            card=delivery.client_card,
+        )
+    values.update(message.variables or {})
+    return values
+
+
+def native_fallbacks(delivery: Delivery, backend, account: ProviderAccount, routes) -> list[str]:
+    """Channels after this step that this same gateway can run itself, in cascade order."""
+    campaign = delivery.campaign
+    if campaign is None or not getattr(backend, "supports_native_cascade", False):
+        return []
+    rest = list(campaign.channels)[delivery.step + 1 :]
+    fallbacks = []
+    for channel in rest:
+        route = routes.get(channel)
+        if route is None or route.primary != account.pk or channel not in backend.channels:
+            break  # the gateway's cascade must be the remaining cascade, in order
+        code, _ = skip_reason(
+            channel=channel,
+            purpose=campaign.purpose,
+            client=delivery.message.client,
+            phone=delivery.message.phone,
+            email=delivery.message.email,
+            routes=routes,
+        )
+        if code:
+            break
+        fallbacks.append(channel)
+    return fallbacks
+
+
+def outgoing_for(delivery: Delivery, backend, account, routes) -> OutgoingMessage:
+    message = delivery.message
+    campaign = delivery.campaign
+    content = content_for(
+        delivery.channel,
+        template=campaign.template if campaign else None,
+        title=message.title,
+        text=message.text,
+    )
+    variables = variables_for(delivery)
+    fallbacks = native_fallbacks(delivery, backend, account, routes)
+    delivery.native_channels = fallbacks
+    client = message.client
+    return OutgoingMessage(
+        delivery_id=delivery.pk,
+        idempotency_key=delivery.idempotency_key,
+        channel=delivery.channel,
+        phone=message.phone,
+        email=message.email,
+        push_tokens=list(client.push_tokens) if client else [],
+        title=render(content.title, variables),
+        text=render(content.text, variables),
+        html=render(content.html, variables),
+        sms_text=render(content.sms_text, variables),
+        button_caption=content.button_caption,
+        button_url=content.button_url,
+        image_url=content.image_url,
+        fallback_channels=fallbacks,
+        ttl_minutes=campaign.ttl_minutes if campaign else 1440,
+        callback_url=callback_url(account),
+        is_promotional=(campaign.purpose if campaign else message.purpose) == "promotional",
+    )
+
+
+def send_batch(account: ProviderAccount, ids: list[int]) -> None:
+    """Send claimed deliveries and write the outcome; a constant number of queries."""
+    deliveries = load_batch(ids)
+    if not deliveries:
+        return
+    backend = get_backend(account)
+    routes = routes_for(account.operator_id)
+    outgoing = [outgoing_for(delivery, backend, account, routes) for delivery in deliveries]
+    changes = Changes()
+    try:
+        results = backend.send(outgoing)
+    except ProviderError as error:
+        logger.warning("%s: batch of %d failed: %s", account.name, len(deliveries), error)
+        for delivery in deliveries:
+            if error.permanent:
+                changes.move(delivery, DeliveryStatus.FAILED, error=str(error), force=True)
+                delivery.error_code = error.code[:50]
+            else:
+                retry_later(changes, delivery, str(error), routes)
+            changes.event(
+                delivery,
+                delivery.status,
+                "submit",
+                provider_status=error.code,
+                payload=error.response_text[:2000],
+            )
+        with transaction.atomic():
+            commit_changes(changes)
+        return
+    except ConfigurationError as error:
+        # Nothing can be sent through this account until someone fixes it: the
+        # step fails so the cascade can try another channel; the log says why.
+        logger.error("%s is misconfigured: %s", account.name, error)
+        for delivery in deliveries:
+            changes.move(delivery, DeliveryStatus.FAILED, error=str(error), force=True)
+            delivery.error_code = "configuration"
+        with transaction.atomic():
+            commit_changes(changes)
+        return
+    by_id = {delivery.pk: delivery for delivery in deliveries}
+    now = changes.now
+    for result in results:
+        delivery = by_id.get(result.delivery_id)
+        if delivery is None:
+            continue
+        changes.touch(delivery)
+        delivery.lease_expires_at = None
+        if result.accepted:
+            delivery.provider_message_id = (
+                result.channel_ids.get(delivery.channel) or result.provider_message_id
+            )[:100]
+            delivery.submitted_at = now
+            delivery.parts = result.parts or delivery.parts
+            changes.set_price(delivery, result.price, result.currency)
+            status = (
+                result.status if result.status in DeliveryStatus.values else DeliveryStatus.SENT
+            )
+            changes.move(delivery, DeliveryStatus.SENT, force=True)
+            if status != DeliveryStatus.SENT:
+                changes.move(delivery, status)
+        elif result.permanent:
+            delivery.error_code = result.error_code[:50]
+            changes.move(
+                delivery,
+                result.status
+                if result.status
+                in (DeliveryStatus.REJECTED, DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERABLE)
+                else DeliveryStatus.FAILED,
+                error=result.error_message,
+                force=True,
+            )
+        else:
+            delivery.error_code = result.error_code[:50]
+            retry_later(changes, delivery, result.error_message, routes)
+        changes.event(
+            delivery,
+            delivery.status,
+            "submit",
+            provider_status=result.error_code or "accepted",
+            payload=result.raw[:4000],
+        )
+    for delivery in deliveries:
+        if delivery.pk not in changes.rows:  # the backend skipped it: treat as transient
+            retry_later(changes, delivery, "No result from the backend", routes)
+    with transaction.atomic():
+        commit_changes(changes)
+
+
+def retry_later(changes: Changes, delivery: Delivery, error: str, routes) -> None:
+    """Back to the queue with backoff, on the next account after repeated failures, or expired."""
+    changes.touch(delivery)
+    delivery.lease_expires_at = None
+    delivery.error_message = error[:500]
+    delay = backoff(delivery.attempts)
+    if delivery.expires_at and changes.now + timedelta(seconds=delay) > delivery.expires_at:
+        changes.move(
+            delivery,
+            DeliveryStatus.EXPIRED,
+            error=f"TTL passed while retrying: {error}",
+            force=True,
+        )
+        return
+    route = routes.get(delivery.channel)
+    if route and delivery.attempts >= FAILOVER_AFTER_ATTEMPTS and len(route.account_ids) > 1:
+        accounts = list(route.account_ids)
+        current = accounts.index(delivery.account_id) if delivery.account_id in accounts else -1
+        delivery.account_id = accounts[(current + 1) % len(accounts)]
+        delivery.attempts = 0
+        delay = 0
+    delivery.status = DeliveryStatus.QUEUED
+    delivery.next_attempt_at = changes.now + timedelta(seconds=delay)
+
+
+def has_due_work(account_id: int, within_seconds: float = 0) -> bool:
+    horizon = timezone.now() + timedelta(seconds=within_seconds)
+    return (
+        Delivery.objects.filter(account_id=account_id, status=DeliveryStatus.QUEUED)
+        .exclude(next_attempt_at__gt=horizon)
+        .filter(campaign__state=Campaign.State.RUNNING)
+        .exists()
+        or Delivery.objects.filter(
+            account_id=account_id, status=DeliveryStatus.QUEUED, campaign__isnull=True
+        )
+        .exclude(next_attempt_at__gt=horizon)
+        .exists()
+    )
+
+
+def dispatch_account(account_id: int, *, budget_seconds: float | None = None) -> int:
+    """Send this account's due deliveries for up to `budget_seconds`; returns how many were sent."""
+    account = ProviderAccount.objects.filter(pk=account_id, enabled=True).first()
+    if account is None:
+        return 0
+    budget = budget_seconds if budget_seconds is not None else settings.Q_CLUSTER["timeout"] / 2
+    deadline = time.monotonic() + budget
+    batch_size = account.max_batch
+    if account.rate_limit_per_second:
+        batch_size = max(1, min(batch_size, account.rate_limit_per_second))
+    sent = 0
+    while time.monotonic() < deadline:
+        if account.rate_limit_per_second and not ratelimit.take(
+            account.pk, account.rate_limit_per_second, batch_size, deadline=deadline
+        ):
+            break
+        ids = claim(account.pk, batch_size)
+        if not ids:
+            break
+        send_batch(account, ids)
+        sent += len(ids)
+    return sent
