@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ class SmtpSimulator:
         self.controller: Controller | None = None
 
     def start(self) -> SmtpSimulator:
+        # aiosmtpd logs every SMTP command at INFO: thousands of lines a second.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         port = self.requested_port or _free_port(self.host)
         self.controller = Controller(_Handler(self), hostname=self.host, port=port)
         self.controller.start()
