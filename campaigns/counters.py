@@ -16,45 +16,36 @@ from django.db.models import Count, Sum
 StatusKey = tuple[int, str, str]  # campaign id, channel, status
 
 
-def bump(deltas: Counter[StatusKey]) -> None:
-    rows = sorted((key, delta) for key, delta in deltas.items() if delta and key[0] is not None)
+def _upsert_add(table: str, key_columns: tuple[str, str, str], value_column: str, rows) -> None:
+    """Add each row's value to its counter row, creating it at zero first; one statement.
+
+    Rows are sorted so concurrent transactions lock counter rows in the same order.
+    """
+    rows = sorted((key, value) for key, value in rows if value and key[0] is not None)
     if not rows:
         return
-    # Sorted rows: concurrent transactions lock counter rows in the same order.
+    columns = ", ".join((*key_columns, value_column))
     values = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
-    params = [
-        item
-        for (campaign, channel, status), delta in rows
-        for item in (campaign, channel, status, delta)
-    ]
+    params = [item for key, value in rows for item in (*key, value)]
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO campaigns_campaigncounter (campaign_id, channel, status, count) "  # noqa: S608 - only %s placeholders are built
-            f"VALUES {values} "
-            "ON CONFLICT (campaign_id, channel, status) "
-            "DO UPDATE SET count = campaigns_campaigncounter.count + EXCLUDED.count",
+            f"INSERT INTO {table} ({columns}) VALUES {values} "  # noqa: S608 - our own names only
+            f"ON CONFLICT ({', '.join(key_columns)}) "
+            f"DO UPDATE SET {value_column} = {table}.{value_column} + EXCLUDED.{value_column}",
             params,
         )
+
+
+def bump(deltas: Counter[StatusKey]) -> None:
+    _upsert_add(
+        "campaigns_campaigncounter", ("campaign_id", "channel", "status"), "count", deltas.items()
+    )
 
 
 def add_costs(costs: dict[tuple[int, str, str], Decimal]) -> None:
-    rows = sorted((key, amount) for key, amount in costs.items() if amount and key[0] is not None)
-    if not rows:
-        return
-    values = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
-    params = [
-        item
-        for (campaign, channel, currency), amount in rows
-        for item in (campaign, channel, currency, amount)
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO campaigns_campaigncost (campaign_id, channel, currency, amount) "  # noqa: S608 - only %s placeholders are built
-            f"VALUES {values} "
-            "ON CONFLICT (campaign_id, channel, currency) "
-            "DO UPDATE SET amount = campaigns_campaigncost.amount + EXCLUDED.amount",
-            params,
-        )
+    _upsert_add(
+        "campaigns_campaigncost", ("campaign_id", "channel", "currency"), "amount", costs.items()
+    )
 
 
 def transition(

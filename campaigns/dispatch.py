@@ -53,10 +53,10 @@ def claim(account_id: int, limit: int) -> list[int]:
     """Take up to `limit` due deliveries of running campaigns (or one-off messages); one statement."""
     now = timezone.now()
     lock = " FOR UPDATE OF d SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    # The claim is a CTE: PostgreSQL materializes a FOR UPDATE CTE once, whereas
+    # the same SELECT inside `IN (…)` may be rescanned and claim past its LIMIT.
     sql = f"""
-        UPDATE campaigns_delivery SET status = %s, lease_expires_at = %s, attempts = attempts + 1,
-            updated_at = %s
-        WHERE id IN (
+        WITH claimed AS (
             SELECT d.id FROM campaigns_delivery d
             LEFT JOIN campaigns_campaign c ON c.id = d.campaign_id
             WHERE d.account_id = %s AND d.status = %s
@@ -64,17 +64,20 @@ def claim(account_id: int, limit: int) -> list[int]:
               AND (d.campaign_id IS NULL OR c.state = %s)
             ORDER BY d.id LIMIT %s{lock}
         )
+        UPDATE campaigns_delivery SET status = %s, lease_expires_at = %s, attempts = attempts + 1,
+            updated_at = %s
+        WHERE id IN (SELECT id FROM claimed)
         RETURNING id, campaign_id, channel
     """  # noqa: S608 - the only interpolation is the fixed lock clause
     params = [
-        DeliveryStatus.SUBMITTING,
-        now + timedelta(seconds=LEASE_SECONDS),
-        now,
         account_id,
         DeliveryStatus.QUEUED,
         now,
         Campaign.State.RUNNING,
         limit,
+        DeliveryStatus.SUBMITTING,
+        now + timedelta(seconds=LEASE_SECONDS),
+        now,
     ]
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -227,9 +230,9 @@ def send_batch(account: ProviderAccount, ids: list[int]) -> None:
         changes.touch(delivery)
         delivery.lease_expires_at = None
         if result.accepted:
-            delivery.provider_message_id = (
-                result.channel_ids.get(delivery.channel) or result.provider_message_id
-            )[:100]
+            # The gateway's message id is what status queries and callbacks use;
+            # per-channel ids of a native cascade stay in the submit event's payload.
+            delivery.provider_message_id = result.provider_message_id[:100]
             delivery.submitted_at = now
             delivery.parts = result.parts or delivery.parts
             changes.set_price(delivery, result.price, result.currency)

@@ -253,13 +253,19 @@ def advance_cascade(changes: Changes) -> list[Delivery]:
         if step is not None:
             new_steps.append(step)
     if new_steps:
-        created = Delivery.objects.bulk_create(new_steps, ignore_conflicts=True)
-        keys = [d.idempotency_key for d in created]
-        # ignore_conflicts gives no ids: read back the rows that now exist.
-        existing = Delivery.objects.filter(idempotency_key__in=keys, created_at__gte=changes.now)
-        new_steps = list(existing)
-        for delivery in new_steps:
-            delivery._loaded_status = delivery.status
+        # A step may exist already (a native leg the gateway reported first, a
+        # re-run): only the missing ones are created and counted.
+        present = set(
+            Delivery.objects.filter(
+                idempotency_key__in=[d.idempotency_key for d in new_steps]
+            ).values_list("idempotency_key", flat=True)
+        )
+        new_steps = [d for d in new_steps if d.idempotency_key not in present]
+        Delivery.objects.bulk_create(new_steps, ignore_conflicts=True)
+        # ignore_conflicts gives no ids: read back the rows just made.
+        new_steps = load(
+            Delivery.objects.filter(idempotency_key__in=[d.idempotency_key for d in new_steps])
+        )
     return new_steps
 
 

@@ -1,0 +1,331 @@
+"""The dispatch pipeline end to end against running simulators, driven step by step.
+
+No qcluster here: the tests call the same functions the tasks call (fan-out,
+dispatch, sweep) so each step can be asserted; the qcluster runs are in the
+benchmark and chaos suites.
+"""
+
+import time
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from campaigns import counters, dispatch, fanout, services
+from campaigns.models import Campaign, Delivery, Message, MessageTemplate
+from clients.models import Client
+from providers.models import ChannelRoute, ProviderAccount
+from providers.simulators.base import SimulatorConfig
+from providers.simulators.cascade_gateway import CascadeGatewaySimulator
+from providers.simulators.pulse import PulseSimulator
+
+
+@pytest.fixture(autouse=True)
+def no_background_tasks(monkeypatch):
+    """The tests drive every step themselves; nothing goes to a broker."""
+    monkeypatch.setattr("campaigns.tasks.kick_account", lambda *args, **kwargs: None)
+    monkeypatch.setattr("campaigns.tasks.enqueue_fan_out", lambda *args, **kwargs: None)
+    monkeypatch.setattr("campaigns.tasks.kick_campaign", lambda *args, **kwargs: None)
+    monkeypatch.setattr(services, "POLL_INTERVAL_SECONDS", 0)
+
+
+@pytest.fixture
+def gateway_sim():
+    sim = CascadeGatewaySimulator(
+        config=SimulatorConfig(delivery_delay=0.05), identical_window=0
+    ).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def pulse_sim():
+    sim = PulseSimulator(config=SimulatorConfig(delivery_delay=0.05, send_callbacks=False)).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def setup(sunrise, gateway_sim, pulse_sim):
+    gateway = ProviderAccount.objects.create(
+        operator=sunrise,
+        name="Gateway",
+        backend="cascade_gateway",
+        base_url=gateway_sim.url,
+        credentials={"login": "demo", "password": "demo-pass"},
+        channels=["viber", "vk", "sms"],
+        options={"flavour": "json", "identical_request_seconds": 0},
+        sender_names={"viber": "Shop", "sms": "Shop"},
+        max_batch=200,
+        cost_per_part=Decimal("0.35"),
+    )
+    pulse = ProviderAccount.objects.create(
+        operator=sunrise,
+        name="Pulse",
+        backend="pulse",
+        base_url=pulse_sim.url + "/api/v1",
+        credentials={"token": "test-token"},
+        channels=["sms", "email"],
+        sender_names={"sms": "Shop"},
+        max_batch=500,
+        callback_secrets=["s3cr3t-value-123"],
+    )
+    ChannelRoute.objects.create(operator=sunrise, channel="viber", account=gateway, priority=1)
+    ChannelRoute.objects.create(operator=sunrise, channel="sms", account=pulse, priority=1)
+    template = MessageTemplate.objects.create(
+        operator=sunrise,
+        name="Sale",
+        text="Hi {{ first_name }}, {{ bonus }} points",
+        viber_text="Viber: hi {{ first_name }}",
+        sms_text="SMS: hi {{ first_name }}",
+    )
+    return {
+        "operator": sunrise,
+        "gateway": gateway,
+        "pulse": pulse,
+        "template": template,
+        "gateway_sim": gateway_sim,
+        "pulse_sim": pulse_sim,
+    }
+
+
+def make_clients(operator, count, **fields):
+    Client.objects.bulk_create(
+        [
+            Client(operator=operator, phone=f"7916{i:07d}", first_name=f"C{i}", **fields)
+            for i in range(count)
+        ]
+    )
+
+
+def campaign_for(setup, channels, **fields):
+    return Campaign.objects.create(
+        operator=setup["operator"],
+        name="Sale",
+        template=setup["template"],
+        channels=channels,
+        state=Campaign.State.RUNNING,
+        **fields,
+    )
+
+
+def drive(campaign, accounts, seconds=15):
+    """Dispatch and sweep until every message of the campaign is final."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for account in accounts:
+            dispatch.dispatch_account(account.pk, budget_seconds=5)
+        time.sleep(0.1)
+        services.sweep_once()
+        if not Message.objects.filter(
+            campaign=campaign, status__in=["pending", "in_progress"]
+        ).exists():
+            return True
+    return False
+
+
+def test_fan_out_skips_recipients_without_consent_or_address_with_the_reason(setup):
+    operator = setup["operator"]
+    make_clients(operator, 3, allow_sms=True)
+    Client.objects.create(operator=operator, phone="79160000099", allow_sms=False)
+    Client.objects.create(operator=operator, phone="", email="x@example.com", allow_sms=True)
+    campaign = campaign_for(setup, ["viber", "sms"])
+    result = fanout.fan_out(campaign.pk)
+    assert (result.messages, result.queued, result.skipped) == (5, 3, 2)
+    skipped = Delivery.objects.filter(campaign=campaign, status="skipped")
+    assert sorted(skipped.values_list("error_code", flat=True)) == ["no_address", "no_consent"]
+    assert Message.objects.filter(campaign=campaign, status="skipped").count() == 2
+    # Running it again creates nothing new.
+    fanout.fan_out(campaign.pk)
+    Campaign.objects.filter(pk=campaign.pk).update(fanned_out_at=None)
+    fanout.fan_out(campaign.pk)
+    assert Message.objects.filter(campaign=campaign).count() == 5
+    assert Delivery.objects.filter(campaign=campaign).count() == 5
+    assert counters.counts(campaign.pk) == counters.recount(campaign.pk)
+
+
+@pytest.mark.parametrize("flag", ["allow_sms", "allow_email"])
+def test_each_consent_flag_is_respected_both_ways(setup, flag):
+    operator = setup["operator"]
+    channel = "sms" if flag == "allow_sms" else "email"
+    ChannelRoute.objects.get_or_create(
+        operator=operator, channel="email", account=setup["pulse"], priority=1
+    )
+    Client.objects.create(
+        operator=operator, phone="79160000001", email="a@example.com", **{flag: True}
+    )
+    Client.objects.create(
+        operator=operator, phone="79160000002", email="b@example.com", **{flag: False}
+    )
+    campaign = campaign_for(setup, [channel])
+    fanout.fan_out(campaign.pk)
+    statuses = dict(
+        Delivery.objects.filter(campaign=campaign).values_list("message__phone", "status")
+    )
+    assert statuses == {"79160000001": "queued", "79160000002": "skipped"}
+
+
+def test_a_campaign_is_sent_rendered_and_reaches_final_statuses(setup):
+    make_clients(setup["operator"], 20, allow_sms=True)
+    ChannelRoute.objects.filter(channel="sms").update(account=setup["gateway"])
+    setup["gateway_sim"].config.outcome_mix = {"delivered": 1.0}
+    campaign = campaign_for(setup, ["sms"])
+    fanout.fan_out(campaign.pk)
+    assert drive(campaign, [setup["gateway"]])
+    sim = setup["gateway_sim"]
+    assert sim.stats()["accepted"] == 20 and sim.stats()["duplicate_keys"] == {}
+    assert any("SMS: hi C3" in str(m["request"]) for m in sim_messages(sim))
+    assert set(Delivery.objects.filter(campaign=campaign).values_list("status", flat=True)) == {
+        "delivered"
+    }
+    assert Message.objects.filter(campaign=campaign, status="delivered").count() == 20
+    services.sweep_once()
+    campaign.refresh_from_db()
+    assert campaign.state == "done"
+    assert counters.counts(campaign.pk) == counters.recount(campaign.pk)
+    cost = counters.recost(campaign.pk)
+    assert cost and all(amount > 0 for amount in cost.values())
+
+
+def sim_messages(sim):
+    with sim.lock:
+        return [{"request": m.request, "key": m.key} for m in sim.messages.values()]
+
+
+def test_viber_undeliverable_falls_through_to_sms(setup):
+    make_clients(setup["operator"], 10, allow_sms=True)
+    setup["gateway_sim"].config.outcome_mix = {"undeliverable": 1.0}
+    campaign = campaign_for(setup, ["viber", "sms"])
+    ChannelRoute.objects.filter(channel="sms").update(account=setup["pulse"])
+    fanout.fan_out(campaign.pk)
+    deadline = time.monotonic() + 15
+    while (
+        time.monotonic() < deadline
+        and Delivery.objects.filter(campaign=campaign, channel="sms").count() < 10
+    ):
+        dispatch.dispatch_account(setup["gateway"].pk, budget_seconds=2)
+        time.sleep(0.1)
+        services.sweep_once()
+    dispatch.dispatch_account(setup["pulse"].pk, budget_seconds=2)
+    viber = Delivery.objects.filter(campaign=campaign, channel="viber")
+    sms = Delivery.objects.filter(campaign=campaign, channel="sms")
+    assert set(viber.values_list("status", flat=True)) == {"undeliverable"}
+    assert sms.count() == 10 and set(sms.values_list("status", flat=True)) == {"sent"}
+    assert setup["pulse_sim"].stats()["accepted"] == 10
+    assert counters.counts(campaign.pk) == counters.recount(campaign.pk)
+
+
+def test_native_cascade_goes_in_one_request_and_maps_back(setup):
+    make_clients(setup["operator"], 5, allow_sms=True)
+    ChannelRoute.objects.filter(channel="sms").update(account=setup["gateway"])
+    sim = setup["gateway_sim"]
+    sim.config.outcome_mix = {"undeliverable": 1.0}
+    campaign = campaign_for(setup, ["viber", "sms"])
+    fanout.fan_out(campaign.pk)
+    dispatch.dispatch_account(setup["gateway"].pk, budget_seconds=2)
+    requests_after_send = sim.stats()["requests"]
+    assert requests_after_send == 1  # five recipients, both channels, one request
+    native = list(
+        Delivery.objects.filter(campaign=campaign).values_list("native_channels", flat=True)
+    )
+    assert native == [["sms"]] * 5
+    deadline = time.monotonic() + 10
+    while (
+        time.monotonic() < deadline
+        and Message.objects.filter(campaign=campaign, status="in_progress").exists()
+    ):
+        time.sleep(0.1)
+        services.sweep_once()
+    legs = Delivery.objects.filter(campaign=campaign, channel="sms")
+    assert legs.count() == 5
+    assert set(
+        Delivery.objects.filter(campaign=campaign, channel="viber").values_list("status", flat=True)
+    ) == {"undeliverable"}
+    assert set(legs.values_list("status", flat=True)) <= {
+        "undeliverable",
+        "delivered",
+        "read",
+        "expired",
+    }
+    assert counters.counts(campaign.pk) == counters.recount(campaign.pk)
+
+
+def test_repeated_5xx_fails_over_to_the_second_account(setup, monkeypatch):
+    operator = setup["operator"]
+    make_clients(operator, 3, allow_sms=True)
+    ChannelRoute.objects.create(
+        operator=operator, channel="sms", account=setup["gateway"], priority=2
+    )
+    setup["pulse_sim"].config.error_rate = 1.0
+    monkeypatch.setattr(dispatch, "backoff", lambda attempts: 0)
+    campaign = campaign_for(setup, ["sms"])
+    fanout.fan_out(campaign.pk)
+    for _ in range(dispatch.FAILOVER_AFTER_ATTEMPTS + 1):
+        dispatch.dispatch_account(setup["pulse"].pk, budget_seconds=1)
+    dispatch.dispatch_account(setup["gateway"].pk, budget_seconds=2)
+    deliveries = Delivery.objects.filter(campaign=campaign)
+    assert set(deliveries.values_list("account_id", flat=True)) == {setup["gateway"].pk}
+    assert set(deliveries.values_list("status", flat=True)) == {"sent"}
+    assert setup["gateway_sim"].stats()["accepted"] == 3
+
+
+def test_pause_stops_claims_resume_restarts_cancel_cancels_the_rest(setup):
+    make_clients(setup["operator"], 30, allow_sms=True)
+    campaign = campaign_for(setup, ["sms"])
+    fanout.fan_out(campaign.pk)
+    services.pause(campaign_id=campaign.pk)
+    assert dispatch.dispatch_account(setup["pulse"].pk, budget_seconds=1) == 0
+    services.resume(campaign_id=campaign.pk)
+    setup["pulse"].max_batch = 10
+    setup["pulse"].save()
+    dispatch.claim(setup["pulse"].pk, 10)  # ten in flight, as if a worker were sending them
+    services.cancel(campaign_id=campaign.pk)
+    statuses = Counter_of(campaign)
+    assert statuses == {"submitting": 10, "cancelled": 20}
+    assert dispatch.dispatch_account(setup["pulse"].pk, budget_seconds=1) == 0
+    assert counters.counts(campaign.pk) == counters.recount(campaign.pk)
+    with pytest.raises(services.TransitionError):
+        services.resume(campaign_id=campaign.pk)
+
+
+def Counter_of(campaign):
+    from collections import Counter
+
+    return dict(
+        Counter(Delivery.objects.filter(campaign=campaign).values_list("status", flat=True))
+    )
+
+
+def test_query_count_per_batch_is_constant(setup, monkeypatch):
+    operator = setup["operator"]
+    make_clients(operator, 510, allow_sms=True)
+    campaign = campaign_for(setup, ["sms"])
+    fanout.fan_out(campaign.pk)
+
+    def queries_for(size):
+        ids = dispatch.claim(setup["pulse"].pk, size)
+        assert len(ids) == size
+        with CaptureQueriesContext(connection) as captured:
+            dispatch.send_batch(setup["pulse"], ids)
+        return len(captured)
+
+    assert queries_for(10) == queries_for(500)
+
+
+def test_rate_limit_is_respected(setup):
+    make_clients(setup["operator"], 30, allow_sms=True)
+    pulse = setup["pulse"]
+    pulse.rate_limit_per_second = 10
+    pulse.save()
+    campaign = campaign_for(setup, ["sms"])
+    fanout.fan_out(campaign.pk)
+    started = time.monotonic()
+    assert dispatch.dispatch_account(pulse.pk, budget_seconds=10) == 30
+    elapsed = time.monotonic() - started
+    # A full bucket allows 10 at once, then 10 a second: 30 messages need ~2 s.
+    assert elapsed >= 1.8
+    with setup["pulse_sim"].lock:
+        times = sorted(when for when, _ in setup["pulse_sim"].accept_log)
+    for index in range(len(times) - 20):
+        assert times[index + 20] - times[index] >= 1.8  # never more than 20 in under two seconds
