@@ -1,5 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 
+from campaigns import services
 from campaigns.models import (
     AudienceListEntry,
     Campaign,
@@ -62,6 +64,36 @@ class CampaignAdmin(OperatorScopedAdmin):
         "finished_at",
     ]
     date_hierarchy = "created_at"
+    actions = ["launch", "pause", "resume", "cancel"]
+
+    def _control(self, request, queryset, action, verb):
+        done = 0
+        for campaign in queryset:
+            try:
+                action(campaign_id=campaign.pk)
+                done += 1
+            except ValidationError as error:
+                self.message_user(
+                    request, f"{campaign.name}: {' '.join(error.messages)}", messages.ERROR
+                )
+        if done:
+            self.message_user(request, f"{verb} {done} campaign(s).", messages.SUCCESS)
+
+    @admin.action(description="Launch selected campaigns now", permissions=["change"])
+    def launch(self, request, queryset):
+        self._control(request, queryset, services.launch, "Launched")
+
+    @admin.action(description="Pause selected campaigns", permissions=["change"])
+    def pause(self, request, queryset):
+        self._control(request, queryset, services.pause, "Paused")
+
+    @admin.action(description="Resume selected campaigns", permissions=["change"])
+    def resume(self, request, queryset):
+        self._control(request, queryset, services.resume, "Resumed")
+
+    @admin.action(description="Cancel selected campaigns", permissions=["change"])
+    def cancel(self, request, queryset):
+        self._control(request, queryset, services.cancel, "Cancelled")
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -329,3 +329,32 @@ def test_rate_limit_is_respected(setup):
         times = sorted(when for when, _ in setup["pulse_sim"].accept_log)
     for index in range(len(times) - 20):
         assert times[index + 20] - times[index] >= 1.8  # never more than 20 in under two seconds
+
+
+def test_admin_actions_launch_pause_and_cancel(
+    client, alice, setup, monkeypatch, django_capture_on_commit_callbacks
+):
+    launched = []
+    monkeypatch.setattr("campaigns.tasks.enqueue_fan_out", launched.append)
+    campaign = Campaign.objects.create(
+        operator=setup["operator"], name="Draft", template=setup["template"], channels=["sms"]
+    )
+    client.force_login(alice)
+    url = "/admin/campaigns/campaign/"
+
+    def act(action):
+        return client.post(url, {"action": action, "_selected_action": [campaign.pk]}, follow=True)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        page = act("launch")
+    campaign.refresh_from_db()
+    assert campaign.state == "running" and launched == [campaign.pk]
+    assert b"Launched 1 campaign" in page.content
+    act("pause")
+    campaign.refresh_from_db()
+    assert campaign.state == "paused"
+    page = act("launch")
+    assert b"cannot become running" in page.content
+    act("cancel")
+    campaign.refresh_from_db()
+    assert campaign.state == "cancelled"
