@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -122,6 +122,35 @@ class Changes:
         )
 
 
+def bulk_update_deliveries(rows: list[Delivery], field_names: list[str]) -> None:
+    """One UPDATE … FROM (VALUES …) on PostgreSQL.
+
+    Django's bulk_update writes a CASE WHEN per row and per field, which costs
+    over a second of Python for 200 rows by 17 fields; this builds the same
+    update as a join against a VALUES list.
+    """
+    if connection.vendor != "postgresql":
+        Delivery.objects.bulk_update(rows, field_names)
+        return
+    fields = [Delivery._meta.get_field(name) for name in field_names]
+    casts = ", ".join(["%s::bigint", *(f"%s::{field.db_type(connection)}" for field in fields)])
+    columns = ", ".join(field.column for field in fields)
+    params = []
+    for row in rows:
+        params.append(row.pk)
+        params.extend(
+            field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields
+        )
+    values = ", ".join([f"({casts})"] * len(rows))
+    assignments = ", ".join(f"{field.column} = v.{field.column}" for field in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE campaigns_delivery AS d SET {assignments} "  # noqa: S608 - our own column names
+            f"FROM (VALUES {values}) AS v(id, {columns}) WHERE d.id = v.id",
+            params,
+        )
+
+
 def load(queryset) -> list[Delivery]:
     rows = list(queryset)
     for row in rows:
@@ -133,7 +162,7 @@ def commit_changes(changes: Changes) -> list[Delivery]:
     """Write everything collected; returns the new deliveries the cascade created."""
     rows = list(changes.rows.values())
     if rows:
-        Delivery.objects.bulk_update(rows, UPDATE_FIELDS)
+        bulk_update_deliveries(rows, UPDATE_FIELDS)
     new_steps = advance_cascade(changes)
     deltas: Counter = Counter()
     for delivery in rows:
