@@ -65,6 +65,7 @@ def test_postgres_url_gets_persistent_connections():
     env = {key: value for key, value in os.environ.items() if key not in PRODUCTION_ENV}
     env.update(PRODUCTION_ENV, DATABASE_URL="postgres://u:p@db.example.com:5432/cascade")
     env.pop("REDIS_URL", None)
+    env.pop("CONN_MAX_AGE", None)  # the test run itself sets it to 0 (tests/settings_env.py)
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
