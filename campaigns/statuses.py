@@ -195,6 +195,26 @@ def _kick(account_ids: set[int]) -> None:
         tasks.kick_account(account_id)
 
 
+def native_leg(parent: Delivery, channel: str, channels: list[str], expires_at) -> Delivery:
+    """The step of a channel that a gateway runs itself after `parent` (native cascade)."""
+    position = parent.native_channels.index(channel)
+    step = channels.index(channel) if channel in channels else parent.step + 1 + position
+    return Delivery(
+        operator_id=parent.operator_id,
+        message_id=parent.message_id,
+        campaign_id=parent.campaign_id,
+        step=step,
+        channel=channel,
+        account_id=parent.account_id,
+        status=DeliveryStatus.SENT,
+        idempotency_key=delivery_key(parent.message_id, step),
+        provider_message_id=parent.provider_message_id,
+        native_channels=parent.native_channels[position + 1 :],
+        submitted_at=parent.submitted_at,
+        expires_at=expires_at,
+    )
+
+
 def _next_step(
     delivery: Delivery, campaign: Campaign | None, *, routes, client, message
 ) -> Delivery | None:
@@ -203,22 +223,8 @@ def _next_step(
     channels = list(campaign.channels)
     if delivery.native_channels:
         # The gateway runs the rest natively: its next leg takes over, reported by the gateway.
-        channel = delivery.native_channels[0]
-        step = channels.index(channel) if channel in channels else delivery.step + 1
-        return Delivery(
-            operator_id=delivery.operator_id,
-            message_id=delivery.message_id,
-            campaign_id=delivery.campaign_id,
-            step=step,
-            channel=channel,
-            account_id=delivery.account_id,
-            status=DeliveryStatus.SENT,
-            idempotency_key=delivery_key(delivery.message_id, step),
-            provider_message_id=delivery.provider_message_id,
-            native_channels=delivery.native_channels[1:],
-            submitted_at=delivery.submitted_at,
-            expires_at=timezone.now() + timedelta(minutes=campaign.ttl_minutes),
-        )
+        expires_at = timezone.now() + timedelta(minutes=campaign.ttl_minutes)
+        return native_leg(delivery, delivery.native_channels[0], channels, expires_at)
     for step in range(delivery.step + 1, len(channels)):
         channel = channels[step]
         code, _text = skip_reason(
@@ -466,28 +472,7 @@ def _materialize_legs(wanted: dict[tuple[int, str], Delivery]) -> dict[tuple[int
             continue
         campaign = campaigns.get(parent.campaign_id)
         channels = list(campaign.channels) if campaign else []
-        step = (
-            channels.index(channel)
-            if channel in channels
-            else parent.step + 1 + parent.native_channels.index(channel)
-        )
-        rest = parent.native_channels[parent.native_channels.index(channel) + 1 :]
-        missing.append(
-            Delivery(
-                operator_id=parent.operator_id,
-                message_id=message_id,
-                campaign_id=parent.campaign_id,
-                step=step,
-                channel=channel,
-                account_id=parent.account_id,
-                status=DeliveryStatus.SENT,
-                idempotency_key=delivery_key(message_id, step),
-                provider_message_id=parent.provider_message_id,
-                native_channels=rest,
-                submitted_at=parent.submitted_at,
-                expires_at=parent.expires_at,
-            )
-        )
+        missing.append(native_leg(parent, channel, channels, parent.expires_at))
     if missing:
         Delivery.objects.bulk_create(missing, ignore_conflicts=True)
         deltas: Counter = Counter()
