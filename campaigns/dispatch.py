@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from campaigns import counters, ratelimit
@@ -300,12 +300,7 @@ def has_due_work(account_id: int, within_seconds: float = 0) -> bool:
     return (
         Delivery.objects.filter(account_id=account_id, status=DeliveryStatus.QUEUED)
         .exclude(next_attempt_at__gt=horizon)
-        .filter(campaign__state=Campaign.State.RUNNING)
-        .exists()
-        or Delivery.objects.filter(
-            account_id=account_id, status=DeliveryStatus.QUEUED, campaign__isnull=True
-        )
-        .exclude(next_attempt_at__gt=horizon)
+        .filter(Q(campaign__isnull=True) | Q(campaign__state=Campaign.State.RUNNING))
         .exists()
     )
 

@@ -383,7 +383,8 @@ def apply_status_events(*, account_id: int, events: Iterable[StatusEvent], sourc
             by_id["key:" + delivery.idempotency_key].append(delivery)
         # Legs of native cascades that the gateway reports before we created them.
         legs_wanted: dict[tuple[int, str], Delivery] = {}
-        matched: list[tuple[StatusEvent, Delivery]] = []
+        # (event, its delivery, or the key of the native leg it belongs to)
+        matched: list[tuple[StatusEvent, Delivery | None, tuple[int, str] | None]] = []
         for event in events:
             candidates = by_id.get(event.provider_message_id, []) or by_id.get(
                 "key:" + event.idempotency_key, []
@@ -409,28 +410,17 @@ def apply_status_events(*, account_id: int, events: Iterable[StatusEvent], sourc
                         dedupe_key=_event_key(source, event),
                     )
                     continue
-                legs_wanted[(parent.message_id, event.channel)] = parent
-            matched.append((event, target))
+                leg_key = (parent.message_id, event.channel)
+                legs_wanted[leg_key] = parent
+                matched.append((event, None, leg_key))
+                continue
+            matched.append((event, target, None))
         legs = _materialize_legs(legs_wanted)
         changed = 0
-        for event, target in matched:
+        for event, target, leg_key in matched:
+            target = target or legs.get(leg_key)
             if target is None:
-                target = legs.get(
-                    (
-                        next(
-                            iter(
-                                d.message_id
-                                for d in (
-                                    by_id.get(event.provider_message_id, [])
-                                    or by_id.get("key:" + event.idempotency_key, [])
-                                )
-                            )
-                        ),
-                        event.channel,
-                    )
-                )
-                if target is None:
-                    continue
+                continue
             changes.event(
                 target,
                 event.status,
