@@ -28,7 +28,8 @@ from campaigns.models import Campaign, Delivery
 from campaigns.rendering import content_for, render
 from campaigns.routing import routes_for, skip_reason
 from campaigns.statuses import Changes, commit_changes, load
-from clients.models import Card
+from clients.channels import CONSENT_FLAGS
+from clients.models import Card, Operator
 from providers.base import ConfigurationError, OutgoingMessage, ProviderError
 from providers.models import ProviderAccount
 from providers.registry import get_backend
@@ -55,6 +56,8 @@ def claim(account_id: int, limit: int) -> list[int]:
     lock = " FOR UPDATE OF d SKIP LOCKED" if connection.vendor == "postgresql" else ""
     # The claim is a CTE: PostgreSQL materializes a FOR UPDATE CTE once, whereas
     # the same SELECT inside `IN (…)` may be rescanned and claim past its LIMIT.
+    # No ORDER BY: sorting every queued row of a 100k campaign on each claim
+    # costs more than the fairness it buys; the index order is near enough FIFO.
     sql = f"""
         WITH claimed AS (
             SELECT d.id FROM campaigns_delivery d
@@ -62,7 +65,7 @@ def claim(account_id: int, limit: int) -> list[int]:
             WHERE d.account_id = %s AND d.status = %s
               AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= %s)
               AND (d.campaign_id IS NULL OR c.state = %s)
-            ORDER BY d.id LIMIT %s{lock}
+            LIMIT %s{lock}
         )
         UPDATE campaigns_delivery SET status = %s, lease_expires_at = %s, attempts = attempts + 1,
             updated_at = %s
@@ -92,19 +95,49 @@ def claim(account_id: int, limit: int) -> list[int]:
     return [row[0] for row in claimed]
 
 
+CLIENT_FIELDS = [
+    "message__client__" + name
+    for name in ("first_name", "last_name", "middle_name", "push_tokens", *CONSENT_FLAGS)
+]
+
+
 def load_batch(ids: list[int]) -> list[Delivery]:
+    """The claimed deliveries with what rendering needs; a batch shares few campaigns.
+
+    Only the columns used are read, and campaigns, templates and operators are
+    read once per batch rather than joined onto every row.
+    """
     best_card = Card.objects.filter(
         client_id=OuterRef("message__client_id"), status=Card.Status.ACTIVE
-    )
-    return load(
+    ).order_by("-bonus")
+    deliveries = load(
         Delivery.objects.filter(pk__in=ids)
-        .select_related("message", "message__client", "campaign", "campaign__template", "operator")
+        .select_related("message", "message__client")
+        .only(
+            *(field.name for field in Delivery._meta.concrete_fields),
+            "message__phone",
+            "message__email",
+            "message__title",
+            "message__text",
+            "message__variables",
+            "message__purpose",
+            "message__client_id",
+            *CLIENT_FIELDS,
+        )
         .annotate(
-            client_bonus=Subquery(best_card.order_by("-bonus").values("bonus")[:1]),
-            client_card=Subquery(best_card.order_by("-bonus").values("number")[:1]),
+            client_bonus=Subquery(best_card.values("bonus")[:1]),
+            client_card=Subquery(best_card.values("number")[:1]),
         )
         .order_by("pk")
     )
+    campaigns = Campaign.objects.select_related("template").in_bulk(
+        {d.campaign_id for d in deliveries if d.campaign_id}
+    )
+    operators = Operator.objects.only("name").in_bulk({d.operator_id for d in deliveries})
+    for delivery in deliveries:
+        delivery.campaign = campaigns.get(delivery.campaign_id)
+        delivery.operator = operators[delivery.operator_id]
+    return deliveries
 
 
 def variables_for(delivery: Delivery) -> dict:

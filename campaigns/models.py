@@ -242,20 +242,32 @@ class Message(models.Model):
 class Delivery(models.Model):
     """One cascade step of a message: one channel through one provider account."""
 
-    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="+")
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
+    # Every index is rewritten on each status change (claim, result, report), so
+    # the foreign keys whose lookups a composite index already serves have none.
+    operator = models.ForeignKey(
+        Operator, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     campaign = models.ForeignKey(
         Campaign,
         null=True,
         blank=True,
         on_delete=models.CASCADE,
         related_name="deliveries",
+        db_index=False,
         help_text="Copied from the message so campaign counters need no join.",
     )
     step = models.PositiveSmallIntegerField(default=0, help_text="Position in the cascade, from 0.")
     channel = models.CharField(max_length=16, choices=Channel.choices)
     account = models.ForeignKey(
-        ProviderAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"
+        ProviderAccount,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="deliveries",
+        db_index=False,
     )
     status = models.CharField(
         max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
@@ -308,10 +320,18 @@ class Delivery(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["status", "next_attempt_at"], name="delivery_status_due"),
+            # Claims: one account's queued rows that are due.
+            models.Index(
+                fields=["account", "status", "next_attempt_at"], name="delivery_account_due"
+            ),
             models.Index(fields=["account", "provider_message_id"], name="delivery_provider_id"),
             models.Index(fields=["campaign", "status", "channel"], name="delivery_campaign_status"),
-            models.Index(fields=["status", "lease_expires_at"], name="delivery_status_lease"),
+            # The sweeper's expired leases; only rows being submitted are in it.
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="submitting"),
+                name="delivery_submitting_lease",
+            ),
         ]
 
     def __str__(self) -> str:

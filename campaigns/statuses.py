@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -122,33 +123,79 @@ class Changes:
         )
 
 
-def bulk_update_deliveries(rows: list[Delivery], field_names: list[str]) -> None:
-    """One UPDATE … FROM (VALUES …) on PostgreSQL.
+def _copy_to_temp(cursor, fields, rows: list, with_id: bool) -> str:
+    """Stream rows into a per-connection temporary table with COPY; returns its name.
 
-    Django's bulk_update writes a CASE WHEN per row and per field, which costs
-    over a second of Python for 200 rows by 17 fields; this builds the same
-    update as a join against a VALUES list.
+    psycopg adapts str, int, Decimal and aware datetimes itself in C; only JSON
+    needs Django's preparation. Thousands of query parameters, or Django's
+    bulk_update (a CASE WHEN per row and field), cost far more than the SQL.
     """
+    model = fields[0].model
+    names = ",".join(field.column for field in fields)
+    table = (
+        "_copy_"
+        + hashlib.sha1(
+            f"{model._meta.db_table}:{names}:{with_id}".encode(), usedforsecurity=False
+        ).hexdigest()[:12]
+    )
+    preparers = [
+        (field.attname, partial(field.get_db_prep_save, connection=connection))
+        if field.get_internal_type() == "JSONField"
+        else (field.attname, _as_is)
+        for field in fields
+    ]
+    definitions = ", ".join(f"{field.column} {field.db_type(connection)}" for field in fields)
+    id_column = "id bigint, " if with_id else ""
+    cursor.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {table} ({id_column}{definitions}) ON COMMIT DELETE ROWS"
+    )
+    id_name = "id, " if with_id else ""
+    with cursor.cursor.copy(
+        f"COPY {table} ({id_name}{names.replace(',', ', ')}) FROM STDIN"
+    ) as copy:
+        for row in rows:
+            values = [prepare(getattr(row, attname)) for attname, prepare in preparers]
+            copy.write_row([row.pk, *values] if with_id else values)
+    return table
+
+
+def bulk_update_deliveries(rows: list[Delivery], field_names: list[str]) -> None:
+    """COPY the new values into a temporary table, then one UPDATE … FROM it (PostgreSQL)."""
     if connection.vendor != "postgresql":
         Delivery.objects.bulk_update(rows, field_names)
         return
     fields = [Delivery._meta.get_field(name) for name in field_names]
-    casts = ", ".join(["%s::bigint", *(f"%s::{field.db_type(connection)}" for field in fields)])
-    columns = ", ".join(field.column for field in fields)
-    params = []
-    for row in rows:
-        params.append(row.pk)
-        params.extend(
-            field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields
-        )
-    values = ", ".join([f"({casts})"] * len(rows))
     assignments = ", ".join(f"{field.column} = v.{field.column}" for field in fields)
     with connection.cursor() as cursor:
+        table = _copy_to_temp(cursor, fields, rows, with_id=True)
         cursor.execute(
-            f"UPDATE campaigns_delivery AS d SET {assignments} "  # noqa: S608 - our own column names
-            f"FROM (VALUES {values}) AS v(id, {columns}) WHERE d.id = v.id",
-            params,
+            f"UPDATE campaigns_delivery AS d SET {assignments} FROM {table} AS v "  # noqa: S608 - our own names
+            "WHERE d.id = v.id"
         )
+        cursor.execute(f"TRUNCATE {table}")
+
+
+def insert_events(events: list[DeliveryEvent]) -> None:
+    """Insert events, skipping reports already recorded (dedupe key); COPY on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        DeliveryEvent.objects.bulk_create(events, ignore_conflicts=True)
+        return
+    now = timezone.now()
+    for event in events:
+        event.received_at = event.received_at or now
+    fields = [f for f in DeliveryEvent._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(field.column for field in fields)
+    with connection.cursor() as cursor:
+        table = _copy_to_temp(cursor, fields, events, with_id=False)
+        cursor.execute(
+            f"INSERT INTO campaigns_deliveryevent ({columns}) SELECT {columns} FROM {table} "  # noqa: S608
+            "ON CONFLICT DO NOTHING"
+        )
+        cursor.execute(f"TRUNCATE {table}")
+
+
+def _as_is(value):
+    return value
 
 
 def load(queryset) -> list[Delivery]:
@@ -178,7 +225,7 @@ def commit_changes(changes: Changes) -> list[Delivery]:
     counters.bump(deltas)
     counters.add_costs(changes.costs)
     if changes.events:
-        DeliveryEvent.objects.bulk_create(changes.events, ignore_conflicts=True)
+        insert_events(changes.events)
     settle_messages(rows, new_steps, changes.now)
     queued_accounts = {
         d.account_id for d in new_steps if d.status == DeliveryStatus.QUEUED and d.account_id
