@@ -133,6 +133,16 @@ def run(args):
             [operator.pk, n],
         )
 
+    # The cluster is up and idle before the campaign starts, as in production.
+    cluster = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        env=dict(os.environ),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(5)
+
     # The database's own limit: one INSERT … SELECT of as many message rows.
     probe = Campaign.objects.create(
         operator=operator, name="probe", template=template, channels=["viber"]
@@ -165,14 +175,6 @@ def run(args):
         f"raw INSERT … SELECT {insert_select_s:.2f} s; ratio {fanout_s / insert_select_s:.2f}"
     )
 
-    env = dict(os.environ)
-    cluster = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     # The sweeper polls statuses and moves the cascade; here it runs beside the cluster.
     stop_sweeping = threading.Event()
 

@@ -41,7 +41,10 @@ logger = logging.getLogger(__name__)
 LEASE_SECONDS = 120  # longer than any backend timeout, shorter than a human notices
 BACKOFF_BASE_SECONDS = 5
 BACKOFF_CAP_SECONDS = 15 * 60
-FAILOVER_AFTER_ATTEMPTS = 3  # transient failures in a row before trying the next account
+FAILOVER_AFTER_ATTEMPTS = 3
+# Most gateways settle within seconds; polling right after submit would only
+# learn "in progress" and then wait out the once-a-minute rule.
+FIRST_POLL_SECONDS = 5  # transient failures in a row before trying the next account
 
 
 def backoff(attempts: int) -> float:
@@ -267,6 +270,7 @@ def send_batch(account: ProviderAccount, ids: list[int]) -> None:
             # per-channel ids of a native cascade stay in the submit event's payload.
             delivery.provider_message_id = result.provider_message_id[:100]
             delivery.submitted_at = now
+            delivery.next_attempt_at = now + timedelta(seconds=FIRST_POLL_SECONDS)
             delivery.parts = result.parts or delivery.parts
             changes.set_price(delivery, result.price, result.currency)
             status = (

@@ -28,6 +28,7 @@ def no_background_tasks(monkeypatch):
     monkeypatch.setattr("campaigns.tasks.enqueue_fan_out", lambda *args, **kwargs: None)
     monkeypatch.setattr("campaigns.tasks.kick_campaign", lambda *args, **kwargs: None)
     monkeypatch.setattr(services, "POLL_INTERVAL_SECONDS", 0)
+    monkeypatch.setattr(dispatch, "FIRST_POLL_SECONDS", 0)
 
 
 @pytest.fixture
