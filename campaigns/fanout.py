@@ -77,7 +77,9 @@ def insert_messages(campaign: Campaign, now) -> int:
         "m_purpose": Value(campaign.purpose),
         "m_title": Value(""),
         "m_text": Value(""),
-        "m_status": Value(Message.Status.PENDING),
+        # In progress from the start: the skipped few are marked after, rather
+        # than rewriting every message row once more.
+        "m_status": Value(Message.Status.IN_PROGRESS),
         "m_created": Value(now),
         "m_updated": Value(now),
     }
@@ -227,11 +229,10 @@ def fan_out(campaign_id: int) -> FanOutResult | None:
         tally[status] += count
     counters.bump(deltas)
     Message.objects.filter(
-        campaign=campaign, status=Message.Status.PENDING, deliveries__status=DeliveryStatus.SKIPPED
+        campaign=campaign,
+        status=Message.Status.IN_PROGRESS,
+        deliveries__status=DeliveryStatus.SKIPPED,
     ).update(status=Message.Status.SKIPPED, updated_at=now)
-    Message.objects.filter(campaign=campaign, status=Message.Status.PENDING).update(
-        status=Message.Status.IN_PROGRESS, updated_at=now
-    )
     Campaign.objects.filter(pk=campaign.pk).update(fanned_out_at=now, updated_at=now)
     return FanOutResult(created, tally[DeliveryStatus.QUEUED], tally[DeliveryStatus.SKIPPED])
 
