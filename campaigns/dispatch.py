@@ -38,7 +38,6 @@ from providers.webhooks import callback_url
 
 logger = logging.getLogger(__name__)
 
-LEASE_SECONDS = 120  # longer than any backend timeout, shorter than a human notices
 BACKOFF_BASE_SECONDS = 5
 BACKOFF_CAP_SECONDS = 15 * 60
 FAILOVER_AFTER_ATTEMPTS = 3
@@ -82,7 +81,7 @@ def claim(account_id: int, limit: int) -> list[int]:
         Campaign.State.RUNNING,
         limit,
         DeliveryStatus.SUBMITTING,
-        now + timedelta(seconds=LEASE_SECONDS),
+        now + timedelta(seconds=settings.CASCADE_CLAIM_LEASE_SECONDS),
         now,
     ]
     with transaction.atomic():

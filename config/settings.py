@@ -96,6 +96,10 @@ TIME_ZONE = env_str("TIME_ZONE", "Europe/Moscow")
 USE_I18N = True
 USE_TZ = True
 
+# How long a worker's claim on a batch lasts before the sweeper takes it back
+# (a worker that died); longer than any gateway timeout.
+CASCADE_CLAIM_LEASE_SECONDS = env_int("CASCADE_CLAIM_LEASE_SECONDS", 120, minimum=1)
+
 # Where gateways reach this installation: callback URLs are built on it.
 CASCADE_PUBLIC_URL = env_str("CASCADE_PUBLIC_URL", "http://127.0.0.1:8000")
 
