@@ -6,11 +6,13 @@ benchmark and chaos suites.
 """
 
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from campaigns import counters, dispatch, fanout, services
 from campaigns.models import Campaign, Delivery, Message, MessageTemplate
@@ -359,3 +361,57 @@ def test_admin_actions_launch_pause_and_cancel(
     act("cancel")
     campaign.refresh_from_db()
     assert campaign.state == "cancelled"
+
+
+def test_a_step_past_its_ttl_expires_and_falls_through(setup):
+    make_clients(setup["operator"], 4, allow_sms=True)
+    # The gateway never settles the Viber step within its TTL; SMS goes by 1-pulse.
+    setup["gateway_sim"].config.delivery_delay = 3600
+    campaign = campaign_for(setup, ["viber", "sms"])
+    fanout.fan_out(campaign.pk)
+    dispatch.dispatch_account(setup["gateway"].pk, budget_seconds=2)
+    Delivery.objects.filter(campaign=campaign, channel="viber").update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    services.sweep_once()
+    viber = Delivery.objects.filter(campaign=campaign, channel="viber")
+    assert set(viber.values_list("status", flat=True)) == {"expired"}
+    sms = Delivery.objects.filter(campaign=campaign, channel="sms")
+    assert sms.count() == 4 and set(sms.values_list("status", flat=True)) == {"queued"}
+    assert counters.counts(campaign.pk) == counters.recount(campaign.pk)
+
+
+def test_delivered_but_unread_falls_through_when_read_is_final(setup):
+    make_clients(setup["operator"], 3, allow_sms=True)
+    setup["gateway_sim"].config.outcome_mix = {"delivered": 1.0}
+    campaign = campaign_for(setup, ["viber", "sms"], read_is_final=True)
+    fanout.fan_out(campaign.pk)
+    dispatch.dispatch_account(setup["gateway"].pk, budget_seconds=2)
+    deadline = time.monotonic() + 10
+    viber = Delivery.objects.filter(campaign=campaign, channel="viber")
+    while time.monotonic() < deadline and viber.exclude(status="delivered").exists():
+        time.sleep(0.1)
+        services.sweep_once()
+    assert set(viber.values_list("status", flat=True)) == {"delivered"}
+    assert not Delivery.objects.filter(campaign=campaign, channel="sms").exists()
+    viber.update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.sweep_once()
+    sms = Delivery.objects.filter(campaign=campaign, channel="sms")
+    assert sms.count() == 3
+    # Read is final: the same campaign without that option would have stopped at delivered.
+    Campaign.objects.filter(pk=campaign.pk).update(read_is_final=False)
+    services.sweep_once()
+    assert Delivery.objects.filter(campaign=campaign, channel="sms").count() == 3
+
+
+def test_polling_asks_about_each_delivery_at_most_once_a_minute(setup, monkeypatch):
+    monkeypatch.setattr(services, "POLL_INTERVAL_SECONDS", 60)
+    make_clients(setup["operator"], 5, allow_sms=True)
+    setup["gateway_sim"].config.delivery_delay = 3600  # stays "send" (in progress)
+    campaign = campaign_for(setup, ["viber"])
+    fanout.fan_out(campaign.pk)
+    dispatch.dispatch_account(setup["gateway"].pk, budget_seconds=2)
+    before = setup["gateway_sim"].stats()["requests"]
+    for _ in range(3):
+        services.poll_statuses(timezone.now())
+    assert setup["gateway_sim"].stats()["requests"] - before == 1
