@@ -11,9 +11,11 @@ cd "$(dirname "$0")/.."
 export SECRET_KEY=${SECRET_KEY:-test-secret-key-not-for-production}
 
 source scripts/pg_temp.sh
-trap pg_temp_stop EXIT
+source scripts/redis_temp.sh
+trap 'pg_temp_stop; redis_temp_stop' EXIT
 pg_temp_start
-echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on port $PG_PORT"
+redis_temp_start
+echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on port $PG_PORT, Redis on $REDIS_TEST_URL"
 
 .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null || {
     echo "Models and migrations disagree: run manage.py makemigrations" >&2

@@ -197,6 +197,8 @@ class Simulator:
             self.callbacks_failed = 0
             self.callbacks_dropped = 0
             self.accept_log: list[tuple[float, str]] = []  # (time, message id), for rate checks
+            self.in_flight = 0
+            self.max_in_flight = 0  # most protocol requests served at the same moment
             self._callbacks = []
 
     # ---- protocol hooks for subclasses ----
@@ -323,6 +325,7 @@ class Simulator:
                 "callbacks_failed": self.callbacks_failed,
                 "callbacks_dropped": self.callbacks_dropped,
                 "callbacks_pending": len(self._callbacks),
+                "max_in_flight": self.max_in_flight,
                 "config": asdict(self.config),
             }
 
@@ -358,8 +361,18 @@ class Simulator:
                 time.sleep(config.timeout_seconds)
                 return SimResponse(504, "Gateway Timeout")
             return self.malformed_body()
-        if config.latency:
-            time.sleep(config.latency)
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if config.latency:
+                time.sleep(config.latency)
+            return self.route(request)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def route(self, request: SimRequest) -> SimResponse | None:
         route = self.routes().get((request.method, request.path))
         if route is None:
             allowed = [method for method, path in self.routes() if path == request.path]

@@ -5,12 +5,8 @@ Real parts: a `manage.py qcluster` process on the test's PostgreSQL database
 (ORM broker), the cascade gateway simulator over HTTP, and the sweeper.
 """
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -21,40 +17,11 @@ from clients.models import Client
 from providers.models import ChannelRoute, ProviderAccount
 from providers.simulators.base import SimulatorConfig
 from providers.simulators.cascade_gateway import CascadeGatewaySimulator
+from tests.campaigns.clusters import start_cluster, stop
 
-ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 3
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def start_cluster() -> subprocess.Popen:
-    db = connection.settings_dict
-    env = dict(
-        os.environ,
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        Q_WORKERS="2",
-        CASCADE_CLAIM_LEASE_SECONDS=str(LEASE_SECONDS),
-        LOG_LEVEL="WARNING",
-    )
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def stop(process: subprocess.Popen, sig=signal.SIGTERM) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, sig)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
 
 
 @pytest.fixture
@@ -104,7 +71,7 @@ def test_a_killed_cluster_loses_nothing_and_sends_nothing_twice(
     )
     fanout.fan_out(campaign.pk)
 
-    cluster = start_cluster()
+    cluster = start_cluster(CASCADE_CLAIM_LEASE_SECONDS=str(LEASE_SECONDS))
     try:
         time.sleep(3)
         tasks.kick_campaign(campaign.pk)
@@ -115,7 +82,7 @@ def test_a_killed_cluster_loses_nothing_and_sends_nothing_twice(
         killed_at = gateway_sim.stats()["accepted"]
         assert 0 < killed_at < 1500, "the kill must land mid-campaign"
 
-        cluster = start_cluster()
+        cluster = start_cluster(CASCADE_CLAIM_LEASE_SECONDS=str(LEASE_SECONDS))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             services.sweep_once()
