@@ -43,7 +43,8 @@ BACKOFF_CAP_SECONDS = 15 * 60
 FAILOVER_AFTER_ATTEMPTS = 3
 # Most gateways settle within seconds; polling right after submit would only
 # learn "in progress" and then wait out the once-a-minute rule.
-FIRST_POLL_SECONDS = 5  # transient failures in a row before trying the next account
+FIRST_POLL_SECONDS = 5
+CLAIM_TARGET = 1000  # deliveries per claim, in whole requests of the account's max_batch  # transient failures in a row before trying the next account
 
 
 def backoff(attempts: int) -> float:
@@ -65,7 +66,7 @@ def claim(account_id: int, limit: int) -> list[int]:
             SELECT d.id FROM campaigns_delivery d
             LEFT JOIN campaigns_campaign c ON c.id = d.campaign_id
             WHERE d.account_id = %s AND d.status = %s
-              AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= %s)
+              AND d.next_attempt_at <= %s
               AND (d.campaign_id IS NULL OR c.state = %s)
             LIMIT %s{lock}
         )
@@ -218,7 +219,11 @@ def outgoing_for(delivery: Delivery, backend, account, routes) -> OutgoingMessag
 
 
 def send_batch(account: ProviderAccount, ids: list[int]) -> None:
-    """Send claimed deliveries and write the outcome; a constant number of queries."""
+    """Send claimed deliveries, `max_batch` to a request, and write the outcome once.
+
+    A claim may span several gateway requests: the database work (load, update,
+    events, counters) is paid once per claim, in a constant number of queries.
+    """
     deliveries = load_batch(ids)
     if not deliveries:
         return
@@ -226,37 +231,49 @@ def send_batch(account: ProviderAccount, ids: list[int]) -> None:
     routes = routes_for(account.operator_id)
     outgoing = [outgoing_for(delivery, backend, account, routes) for delivery in deliveries]
     changes = Changes()
-    try:
-        results = backend.send(outgoing)
-    except ProviderError as error:
-        logger.warning("%s: batch of %d failed: %s", account.name, len(deliveries), error)
-        for delivery in deliveries:
-            if error.permanent:
+    size = max(1, account.max_batch)
+    for start in range(0, len(outgoing), size):
+        chunk = deliveries[start : start + size]
+        try:
+            results = backend.send(outgoing[start : start + size])
+        except ProviderError as error:
+            logger.warning("%s: request of %d failed: %s", account.name, len(chunk), error)
+            request_failed(changes, chunk, error, routes)
+            continue
+        except ConfigurationError as error:
+            # Nothing can go through this account until someone fixes it: the
+            # steps fail so the cascade can try another channel; the log says why.
+            logger.error("%s is misconfigured: %s", account.name, error)
+            for delivery in deliveries[start:]:
                 changes.move(delivery, DeliveryStatus.FAILED, error=str(error), force=True)
-                delivery.error_code = error.code[:50]
-            else:
-                retry_later(changes, delivery, str(error), routes)
-            changes.event(
-                delivery,
-                delivery.status,
-                "submit",
-                provider_status=error.code,
-                payload=error.response_text[:2000],
-            )
-        with transaction.atomic():
-            commit_changes(changes)
-        return
-    except ConfigurationError as error:
-        # Nothing can be sent through this account until someone fixes it: the
-        # step fails so the cascade can try another channel; the log says why.
-        logger.error("%s is misconfigured: %s", account.name, error)
-        for delivery in deliveries:
+                delivery.error_code = "configuration"
+            break
+        record_results(changes, chunk, results, routes)
+    for delivery in deliveries:
+        if delivery.pk not in changes.rows:  # the backend skipped it: treat as transient
+            retry_later(changes, delivery, "No result from the backend", routes)
+    with transaction.atomic():
+        commit_changes(changes)
+
+
+def request_failed(changes: Changes, chunk: list[Delivery], error: ProviderError, routes) -> None:
+    for delivery in chunk:
+        if error.permanent:
             changes.move(delivery, DeliveryStatus.FAILED, error=str(error), force=True)
-            delivery.error_code = "configuration"
-        with transaction.atomic():
-            commit_changes(changes)
-        return
-    by_id = {delivery.pk: delivery for delivery in deliveries}
+            delivery.error_code = error.code[:50]
+        else:
+            retry_later(changes, delivery, str(error), routes)
+        changes.event(
+            delivery,
+            delivery.status,
+            "submit",
+            provider_status=error.code,
+            payload=error.response_text[:2000],
+        )
+
+
+def record_results(changes: Changes, chunk: list[Delivery], results, routes) -> None:
+    by_id = {delivery.pk: delivery for delivery in chunk}
     now = changes.now
     for result in results:
         delivery = by_id.get(result.delivery_id)
@@ -280,15 +297,13 @@ def send_batch(account: ProviderAccount, ids: list[int]) -> None:
                 changes.move(delivery, status)
         elif result.permanent:
             delivery.error_code = result.error_code[:50]
-            changes.move(
-                delivery,
+            final = (
                 result.status
                 if result.status
                 in (DeliveryStatus.REJECTED, DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERABLE)
-                else DeliveryStatus.FAILED,
-                error=result.error_message,
-                force=True,
+                else DeliveryStatus.FAILED
             )
+            changes.move(delivery, final, error=result.error_message, force=True)
         else:
             delivery.error_code = result.error_code[:50]
             retry_later(changes, delivery, result.error_message, routes)
@@ -299,11 +314,6 @@ def send_batch(account: ProviderAccount, ids: list[int]) -> None:
             provider_status=result.error_code or "accepted",
             payload=result.raw[:4000],
         )
-    for delivery in deliveries:
-        if delivery.pk not in changes.rows:  # the backend skipped it: treat as transient
-            retry_later(changes, delivery, "No result from the backend", routes)
-    with transaction.atomic():
-        commit_changes(changes)
 
 
 def retry_later(changes: Changes, delivery: Delivery, error: str, routes) -> None:
@@ -348,7 +358,8 @@ def dispatch_account(account_id: int, *, budget_seconds: float | None = None) ->
         return 0
     budget = budget_seconds if budget_seconds is not None else settings.Q_CLUSTER["timeout"] / 2
     deadline = time.monotonic() + budget
-    batch_size = account.max_batch
+    # Claim several requests' worth at once: the database work is per claim.
+    batch_size = account.max_batch * max(1, CLAIM_TARGET // max(1, account.max_batch))
     if account.rate_limit_per_second:
         batch_size = max(1, min(batch_size, account.rate_limit_per_second))
     sent = 0

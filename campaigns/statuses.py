@@ -293,6 +293,7 @@ def _next_step(
             account_id=routes[channel].primary,
             status=DeliveryStatus.QUEUED,
             idempotency_key=delivery_key(delivery.message_id, step),
+            next_attempt_at=timezone.now(),  # claims look for due rows only
             expires_at=timezone.now() + timedelta(minutes=campaign.ttl_minutes),
         )
     return None
