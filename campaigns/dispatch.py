@@ -40,11 +40,10 @@ logger = logging.getLogger(__name__)
 
 BACKOFF_BASE_SECONDS = 5
 BACKOFF_CAP_SECONDS = 15 * 60
-FAILOVER_AFTER_ATTEMPTS = 3
+FAILOVER_AFTER_ATTEMPTS = 3  # transient failures in a row before trying the next account
 # Most gateways settle within seconds; polling right after submit would only
 # learn "in progress" and then wait out the once-a-minute rule.
 FIRST_POLL_SECONDS = 5
-CLAIM_TARGET = 1000  # deliveries per claim, in whole requests of the account's max_batch  # transient failures in a row before trying the next account
 
 
 def backoff(attempts: int) -> float:
@@ -359,7 +358,9 @@ def dispatch_account(account_id: int, *, budget_seconds: float | None = None) ->
     budget = budget_seconds if budget_seconds is not None else settings.Q_CLUSTER["timeout"] / 2
     deadline = time.monotonic() + budget
     # Claim several requests' worth at once: the database work is per claim.
-    batch_size = account.max_batch * max(1, CLAIM_TARGET // max(1, account.max_batch))
+    batch_size = account.max_batch * max(
+        1, settings.CASCADE_CLAIM_TARGET // max(1, account.max_batch)
+    )
     if account.rate_limit_per_second:
         batch_size = max(1, min(batch_size, account.rate_limit_per_second))
     sent = 0

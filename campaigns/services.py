@@ -153,37 +153,39 @@ def cancel(*, campaign_id: int) -> Campaign:
 
 def requeue_expired_leases(now) -> int:
     """Claims of a worker that died: resubmit where the gateway deduplicates, else wait for its report."""
-    stale = load(
-        Delivery.objects.select_related("account")
-        .filter(status=DeliveryStatus.SUBMITTING, lease_expires_at__lt=now)
-        .order_by("pk")[:5000]
-    )
-    if not stale:
-        return 0
-    changes = Changes()
-    idempotent = {}
-    for delivery in stale:
-        account = delivery.account
-        if account.pk not in idempotent:
-            idempotent[account.pk] = get_backend(account).idempotent_submit
-        changes.touch(delivery)
-        delivery.lease_expires_at = None
-        if idempotent[account.pk]:
-            delivery.status = DeliveryStatus.QUEUED
-            delivery.next_attempt_at = now
-            changes.event(
-                delivery, DeliveryStatus.QUEUED, "system", provider_status="lease_expired"
-            )
-        else:
-            delivery.status = DeliveryStatus.UNKNOWN
-            delivery.error_message = (
-                "A worker stopped while submitting; the gateway has no idempotency key, so the message "
-                "is not resent. Waiting for the gateway's report until the TTL."
-            )
-            changes.event(
-                delivery, DeliveryStatus.UNKNOWN, "system", provider_status="lease_expired"
-            )
     with transaction.atomic():
+        # Locked, skipping rows a live worker or another sweeper holds.
+        stale = load(
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("account")
+            .filter(status=DeliveryStatus.SUBMITTING, lease_expires_at__lt=now)
+            .order_by("pk")[:5000]
+        )
+        if not stale:
+            return 0
+        changes = Changes()
+        idempotent = {}
+        for delivery in stale:
+            account = delivery.account
+            if account.pk not in idempotent:
+                idempotent[account.pk] = get_backend(account).idempotent_submit
+            changes.touch(delivery)
+            delivery.lease_expires_at = None
+            if idempotent[account.pk]:
+                delivery.status = DeliveryStatus.QUEUED
+                delivery.next_attempt_at = now
+                changes.event(
+                    delivery, DeliveryStatus.QUEUED, "system", provider_status="lease_expired"
+                )
+            else:
+                delivery.status = DeliveryStatus.UNKNOWN
+                delivery.error_message = (
+                    "A worker stopped while submitting; the gateway has no idempotency key, so the "
+                    "message is not resent. Waiting for the gateway's report until the TTL."
+                )
+                changes.event(
+                    delivery, DeliveryStatus.UNKNOWN, "system", provider_status="lease_expired"
+                )
         commit_changes(changes)
     return len(stale)
 
@@ -241,25 +243,29 @@ def poll_statuses(now, *, account_ids: list[int] | None = None, budget_seconds: 
         if not backend.polls_statuses:
             continue
         while time.monotonic() < deadline:
-            due = list(
-                Delivery.objects.filter(
-                    account=account, status__in=[DeliveryStatus.SENT, DeliveryStatus.UNKNOWN]
+            # Locked and stamped in one short transaction: two sweepers never poll
+            # the same deliveries, and rows are locked in one order (no deadlock).
+            with transaction.atomic():
+                due = list(
+                    Delivery.objects.select_for_update(skip_locked=True)
+                    .filter(
+                        account=account, status__in=[DeliveryStatus.SENT, DeliveryStatus.UNKNOWN]
+                    )
+                    .exclude(next_attempt_at__gt=now)
+                    .exclude(provider_message_id="")
+                    .order_by("next_attempt_at", "pk")
+                    .values_list("pk", "provider_message_id", "idempotency_key")[:POLL_BATCH]
                 )
-                .exclude(next_attempt_at__gt=now)
-                .exclude(provider_message_id="")
-                .order_by("next_attempt_at", "pk")
-                .values_list("pk", "provider_message_id", "idempotency_key")[:POLL_BATCH]
-            )
-            if not due:
-                break
+                if not due:
+                    break
+                # Stamped after `now`, so this pass does not pick the same deliveries again.
+                Delivery.objects.filter(pk__in=[pk for pk, _, _ in due]).update(
+                    next_attempt_at=timezone.now() + timedelta(seconds=POLL_INTERVAL_SECONDS)
+                )
             refs = [
                 ProviderRef(delivery_id=pk, provider_message_id=pid, idempotency_key=key)
                 for pk, pid, key in due
             ]
-            # Stamped after `now`, so this pass does not pick the same deliveries again.
-            Delivery.objects.filter(pk__in=[ref.delivery_id for ref in refs]).update(
-                next_attempt_at=timezone.now() + timedelta(seconds=POLL_INTERVAL_SECONDS)
-            )
             try:
                 events = backend.fetch_statuses(refs)
             except ProviderError as error:

@@ -496,7 +496,9 @@ def _materialize_legs(wanted: dict[tuple[int, str], Delivery]) -> dict[tuple[int
     message_ids = {message_id for message_id, _ in wanted}
     existing = {
         (d.message_id, d.channel): d
-        for d in load(Delivery.objects.select_for_update().filter(message_id__in=message_ids))
+        for d in load(
+            Delivery.objects.select_for_update().filter(message_id__in=message_ids).order_by("pk")
+        )
     }
     missing = []
     campaigns = {
@@ -519,6 +521,10 @@ def _materialize_legs(wanted: dict[tuple[int, str], Delivery]) -> dict[tuple[int
         counters.bump(deltas)
         existing = {
             (d.message_id, d.channel): d
-            for d in load(Delivery.objects.select_for_update().filter(message_id__in=message_ids))
+            for d in load(
+                Delivery.objects.select_for_update()
+                .filter(message_id__in=message_ids)
+                .order_by("pk")
+            )
         }
     return {key: existing[key] for key in wanted if key in existing}

@@ -100,6 +100,10 @@ USE_TZ = True
 # (a worker that died); longer than any gateway timeout.
 CASCADE_CLAIM_LEASE_SECONDS = env_int("CASCADE_CLAIM_LEASE_SECONDS", 120, minimum=1)
 
+# Deliveries one worker claims at a time, in whole requests of an account's
+# max_batch: the database work is paid per claim, the gateway calls per request.
+CASCADE_CLAIM_TARGET = env_int("CASCADE_CLAIM_TARGET", 1000, minimum=1)
+
 # Where gateways reach this installation: callback URLs are built on it.
 CASCADE_PUBLIC_URL = env_str("CASCADE_PUBLIC_URL", "http://127.0.0.1:8000")
 

@@ -51,7 +51,11 @@ def test_two_clusters_share_a_campaign_without_double_claims(sunrise):
             state=Campaign.State.RUNNING,
         )
         fanout.fan_out(campaign.pk)
-        clusters = [start_cluster(REDIS_URL=REDIS_URL, Q_WORKERS="2") for _ in range(2)]
+        # Small claims keep all four dispatchers busy for the whole campaign.
+        clusters = [
+            start_cluster(REDIS_URL=REDIS_URL, Q_WORKERS="2", CASCADE_CLAIM_TARGET="40")
+            for _ in range(2)
+        ]
         try:
             time.sleep(3)
             # Two dispatchers per cluster, enqueued on the shared Redis broker.
