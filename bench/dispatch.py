@@ -49,7 +49,14 @@ def naive_send_one(delivery_id: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--recipients", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="workers per qcluster")
+    parser.add_argument(
+        "--clusters",
+        type=int,
+        default=1,
+        help="qcluster processes; more than one needs REDIS_URL (a shared broker)",
+    )
+    parser.add_argument("--skip-naive", action="store_true", help="leave out the naive comparison")
     args = parser.parse_args()
 
     temp_pg = None
@@ -61,7 +68,9 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DEBUG", "1")
     os.environ["Q_WORKERS"] = str(args.workers)
-    cluster = None
+    if args.clusters > 1 and not os.environ.get("REDIS_URL"):
+        raise SystemExit("--clusters > 1 needs REDIS_URL: the clusters share a Redis broker")
+    clusters = []
     try:
         import django
 
@@ -69,20 +78,21 @@ def main() -> None:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        cluster, result = run(args)
+        result = run(args, clusters)
     finally:
-        if cluster is not None and cluster.poll() is None:
-            os.killpg(cluster.pid, signal.SIGTERM)
-            try:
-                cluster.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(cluster.pid, signal.SIGKILL)
+        for cluster in clusters:
+            if cluster.poll() is None:
+                os.killpg(cluster.pid, signal.SIGTERM)
+                try:
+                    cluster.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(cluster.pid, signal.SIGKILL)
         if temp_pg:
             temp_pg.stop()
     print_result(result)
 
 
-def run(args):
+def run(args, clusters: list):
     from django.db import connection
     from django.utils import timezone
 
@@ -95,7 +105,7 @@ def run(args):
 
     n = args.recipients
     print(
-        f"bench.dispatch on {machine()}: {n} recipients, {args.workers} workers, {connection.vendor}"
+        f"bench.dispatch on {machine()}: {n} recipients, {args.clusters} qcluster(s) of {args.workers} workers, {connection.vendor}"
     )
     sim = CascadeGatewaySimulator(
         config=SimulatorConfig(
@@ -134,13 +144,16 @@ def run(args):
         )
 
     # The cluster is up and idle before the campaign starts, as in production.
-    cluster = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        env=dict(os.environ),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    for _ in range(args.clusters):
+        clusters.append(
+            subprocess.Popen(
+                [sys.executable, "manage.py", "qcluster"],
+                env=dict(os.environ),
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     time.sleep(5)
 
     # The database's own limit: one INSERT … SELECT of as many message rows.
@@ -189,7 +202,7 @@ def run(args):
     launched = time.perf_counter()
     from campaigns import tasks
 
-    tasks.kick_campaign(campaign.pk)
+    tasks.kick_account(account.pk, workers=args.workers * args.clusters)
     sweeper_thread = threading.Thread(target=sweeper, daemon=True)
     sweeper_thread.start()
     queued = outcome.queued
@@ -217,45 +230,48 @@ def run(args):
     )
     stop_sweeping.set()
 
-    # Naive path: one task per message.
-    naive_campaign = Campaign.objects.create(
-        operator=operator,
-        name="naive",
-        template=template,
-        channels=["sms"],
-        state=Campaign.State.RUNNING,
-        segment={
-            "clients": list(
-                __import__("clients.models", fromlist=["Client"])
-                .Client.objects.filter(operator=operator)
-                .order_by("pk")
-                .values_list("pk", flat=True)[:NAIVE_MESSAGES]
-            )
-        },
-    )
-    fanout.fan_out(naive_campaign.pk)
-    ids = list(
-        Delivery.objects.filter(campaign=naive_campaign, status="queued").values_list(
-            "pk", flat=True
+    naive_rate = None
+    if not args.skip_naive:
+        # Naive path: one task per message.
+        naive_campaign = Campaign.objects.create(
+            operator=operator,
+            name="naive",
+            template=template,
+            channels=["sms"],
+            state=Campaign.State.RUNNING,
+            segment={
+                "clients": list(
+                    __import__("clients.models", fromlist=["Client"])
+                    .Client.objects.filter(operator=operator)
+                    .order_by("pk")
+                    .values_list("pk", flat=True)[:NAIVE_MESSAGES]
+                )
+            },
         )
-    )
-    from django_q.tasks import async_task
+        fanout.fan_out(naive_campaign.pk)
+        ids = list(
+            Delivery.objects.filter(campaign=naive_campaign, status="queued").values_list(
+                "pk", flat=True
+            )
+        )
+        from django_q.tasks import async_task
 
-    before = sim.stats()["accepted"]
-    started = time.perf_counter()
-    for delivery_id in ids:
-        async_task("bench.dispatch.naive_send_one", delivery_id)
-    wait(lambda: sim.stats()["accepted"] - before >= len(ids), timeout=600)
-    naive_s = time.perf_counter() - started
-    naive_rate = len(ids) / naive_s
-    print(f"naive one-task-per-message: {len(ids)} in {naive_s:.1f} s ({naive_rate:,.0f}/s)")
+        before = sim.stats()["accepted"]
+        started = time.perf_counter()
+        for delivery_id in ids:
+            async_task("bench.dispatch.naive_send_one", delivery_id)
+        wait(lambda: sim.stats()["accepted"] - before >= len(ids), timeout=600)
+        naive_s = time.perf_counter() - started
+        naive_rate = len(ids) / naive_s
+        print(f"naive one-task-per-message: {len(ids)} in {naive_s:.1f} s ({naive_rate:,.0f}/s)")
     sim.stop()
-    return cluster, {
+    return {
         "recipients": n,
         "fanout_per_s": round(n / fanout_s),
         "fanout_vs_insert_select": round(fanout_s / insert_select_s, 2),
         "dispatch_per_s": round(queued / dispatch_s),
-        "naive_per_s": round(naive_rate),
+        "naive_per_s": round(naive_rate) if naive_rate else None,
+        "clusters": args.clusters,
         "final_99_s": round(final_99_s, 1),
         "non_final": non_final,
     }
