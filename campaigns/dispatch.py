@@ -16,7 +16,9 @@ import logging
 import random
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import timedelta
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -24,12 +26,12 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from campaigns import counters, ratelimit
-from campaigns.models import Campaign, Delivery
+from campaigns.models import Campaign, Delivery, Message
 from campaigns.rendering import content_for, render
 from campaigns.routing import routes_for, skip_reason
 from campaigns.statuses import Changes, commit_changes, load
 from clients.channels import CONSENT_FLAGS
-from clients.models import Card, Operator
+from clients.models import Card, Client, Operator
 from providers.base import ConfigurationError, OutgoingMessage, ProviderError
 from providers.models import ProviderAccount
 from providers.registry import get_backend
@@ -97,64 +99,88 @@ def claim(account_id: int, limit: int) -> list[int]:
     return [row[0] for row in claimed]
 
 
-CLIENT_FIELDS = [
-    "message__client__" + name
-    for name in ("first_name", "last_name", "middle_name", "push_tokens", *CONSENT_FLAGS)
-]
+MESSAGE_FIELDS = ("phone", "email", "title", "text", "variables", "purpose", "client_id")
+CLIENT_FIELDS = ("first_name", "last_name", "middle_name", "push_tokens", *CONSENT_FLAGS)
+
+
+@dataclass
+class Recipient:
+    """What rendering and routing need of a delivery's message and client, read as plain values."""
+
+    phone: str
+    email: str
+    title: str
+    text: str
+    variables: dict
+    purpose: str
+    client: SimpleNamespace | None  # first_name, …, consent flags, bonus, card
 
 
 def load_batch(ids: list[int]) -> list[Delivery]:
-    """The claimed deliveries with what rendering needs; a batch shares few campaigns.
+    """The claimed deliveries, each with `.recipient`, `.campaign` and `.operator` attached.
 
-    Only the columns used are read, and campaigns, templates and operators are
-    read once per batch rather than joined onto every row.
+    Messages and clients are read as plain values and campaigns, templates and
+    operators once per batch: building three Django models per row cost more
+    than all the SQL of a claim.
     """
-    best_card = Card.objects.filter(
-        client_id=OuterRef("message__client_id"), status=Card.Status.ACTIVE
-    ).order_by("-bonus")
-    deliveries = load(
-        Delivery.objects.filter(pk__in=ids)
-        .select_related("message", "message__client")
-        .only(
-            *(field.name for field in Delivery._meta.concrete_fields),
-            "message__phone",
-            "message__email",
-            "message__title",
-            "message__text",
-            "message__variables",
-            "message__purpose",
-            "message__client_id",
-            *CLIENT_FIELDS,
+    deliveries = load(Delivery.objects.filter(pk__in=ids).order_by("pk"))
+    messages = {
+        row["id"]: row
+        for row in Message.objects.filter(pk__in={d.message_id for d in deliveries}).values(
+            "id", *MESSAGE_FIELDS
+        )
+    }
+    best_card = Card.objects.filter(client_id=OuterRef("pk"), status=Card.Status.ACTIVE).order_by(
+        "-bonus"
+    )
+    clients = {
+        row.pop("id"): SimpleNamespace(**row)
+        for row in Client.objects.filter(
+            pk__in={m["client_id"] for m in messages.values() if m["client_id"]}
         )
         .annotate(
-            client_bonus=Subquery(best_card.values("bonus")[:1]),
-            client_card=Subquery(best_card.values("number")[:1]),
+            bonus=Subquery(best_card.values("bonus")[:1]),
+            card=Subquery(best_card.values("number")[:1]),
         )
-        .order_by("pk")
-    )
+        .values("id", *CLIENT_FIELDS, "bonus", "card")
+    }
     campaigns = Campaign.objects.select_related("template").in_bulk(
         {d.campaign_id for d in deliveries if d.campaign_id}
     )
     operators = Operator.objects.only("name").in_bulk({d.operator_id for d in deliveries})
     for delivery in deliveries:
+        message = messages[delivery.message_id]
+        delivery.recipient = Recipient(
+            phone=message["phone"],
+            email=message["email"],
+            title=message["title"],
+            text=message["text"],
+            variables=message["variables"] or {},
+            purpose=message["purpose"],
+            client=clients.get(message["client_id"]),
+        )
         delivery.campaign = campaigns.get(delivery.campaign_id)
         delivery.operator = operators[delivery.operator_id]
     return deliveries
 
 
 def variables_for(delivery: Delivery) -> dict:
-    message = delivery.message
-    client = message.client
-    values = {"operator": delivery.operator.name, "phone": message.phone, "email": message.email}
+    recipient = delivery.recipient
+    client = recipient.client
+    values = {
+        "operator": delivery.operator.name,
+        "phone": recipient.phone,
+        "email": recipient.email,
+    }
     if client is not None:
         values.update(
             first_name=client.first_name,
             last_name=client.last_name,
             middle_name=client.middle_name,
-            bonus=delivery.client_bonus,
-            card=delivery.client_card,
+            bonus=client.bonus,
+            card=client.card,
         )
-    values.update(message.variables or {})
+    values.update(recipient.variables)
     return values
 
 
@@ -172,9 +198,9 @@ def native_fallbacks(delivery: Delivery, backend, account: ProviderAccount, rout
         code, _ = skip_reason(
             channel=channel,
             purpose=campaign.purpose,
-            client=delivery.message.client,
-            phone=delivery.message.phone,
-            email=delivery.message.email,
+            client=delivery.recipient.client,
+            phone=delivery.recipient.phone,
+            email=delivery.recipient.email,
             routes=routes,
         )
         if code:
@@ -184,24 +210,24 @@ def native_fallbacks(delivery: Delivery, backend, account: ProviderAccount, rout
 
 
 def outgoing_for(delivery: Delivery, backend, account, routes) -> OutgoingMessage:
-    message = delivery.message
+    recipient = delivery.recipient
     campaign = delivery.campaign
     content = content_for(
         delivery.channel,
         template=campaign.template if campaign else None,
-        title=message.title,
-        text=message.text,
+        title=recipient.title,
+        text=recipient.text,
     )
     variables = variables_for(delivery)
     fallbacks = native_fallbacks(delivery, backend, account, routes)
     delivery.native_channels = fallbacks
-    client = message.client
+    client = recipient.client
     return OutgoingMessage(
         delivery_id=delivery.pk,
         idempotency_key=delivery.idempotency_key,
         channel=delivery.channel,
-        phone=message.phone,
-        email=message.email,
+        phone=recipient.phone,
+        email=recipient.email,
         push_tokens=list(client.push_tokens) if client else [],
         title=render(content.title, variables),
         text=render(content.text, variables),
@@ -213,7 +239,7 @@ def outgoing_for(delivery: Delivery, backend, account, routes) -> OutgoingMessag
         fallback_channels=fallbacks,
         ttl_minutes=campaign.ttl_minutes if campaign else 1440,
         callback_url=callback_url(account),
-        is_promotional=(campaign.purpose if campaign else message.purpose) == "promotional",
+        is_promotional=(campaign.purpose if campaign else recipient.purpose) == "promotional",
     )
 
 
