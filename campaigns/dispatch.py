@@ -26,6 +26,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from campaigns import counters, ratelimit
+from campaigns.fanout import db_time
 from campaigns.models import Campaign, Delivery, Message
 from campaigns.rendering import content_for, render
 from campaigns.routing import routes_for, skip_reason
@@ -79,12 +80,12 @@ def claim(account_id: int, limit: int) -> list[int]:
     params = [
         account_id,
         DeliveryStatus.QUEUED,
-        now,
+        db_time(now),
         Campaign.State.RUNNING,
         limit,
         DeliveryStatus.SUBMITTING,
-        now + timedelta(seconds=settings.CASCADE_CLAIM_LEASE_SECONDS),
-        now,
+        db_time(now + timedelta(seconds=settings.CASCADE_CLAIM_LEASE_SECONDS)),
+        db_time(now),
     ]
     with transaction.atomic():
         with connection.cursor() as cursor:

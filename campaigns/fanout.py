@@ -30,6 +30,11 @@ from providers.status import DeliveryStatus
 KEY_STEP_FACTOR = 100  # idempotency key = message id * 100 + step: digits only, unique
 
 
+def db_time(value):
+    """A datetime as the ORM would store it: raw SQL on SQLite otherwise gets another format."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
 def delivery_key(message_id: int, step: int) -> str:
     """Our idempotency key: digits only, because the cascade gateway's is a number."""
     return str(message_id * KEY_STEP_FACTOR + step)
@@ -200,11 +205,7 @@ def insert_first_deliveries(campaign: Campaign, now) -> None:
         DeliveryStatus.QUEUED,
         DeliveryStatus.SKIPPED,
         "[]",
-        now,
-        expires_at,
-        now,
-        now,
-        now,
+        *map(db_time, (now, expires_at, now, now, now)),
         campaign.pk,
     ]
     with connection.cursor() as cursor:
