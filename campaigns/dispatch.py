@@ -244,6 +244,19 @@ def outgoing_for(delivery: Delivery, backend, account, routes) -> OutgoingMessag
     )
 
 
+# What a gateway report may have written while the batch was on the wire.
+REPORTED_FIELDS = (
+    "status",
+    "price",
+    "currency",
+    "parts",
+    "error_message",
+    "delivered_at",
+    "read_at",
+    "final_at",
+)
+
+
 def send_batch(account: ProviderAccount, ids: list[int]) -> None:
     """Send claimed deliveries, `max_batch` to a request, and write the outcome once.
 
@@ -256,34 +269,61 @@ def send_batch(account: ProviderAccount, ids: list[int]) -> None:
     backend = get_backend(account)
     routes = routes_for(account.operator_id)
     outgoing = [outgoing_for(delivery, backend, account, routes) for delivery in deliveries]
-    changes = Changes()
     size = max(1, account.max_batch)
+    outcomes = []  # (chunk, results or the error), written together below
     for start in range(0, len(outgoing), size):
         chunk = deliveries[start : start + size]
         try:
-            results = backend.send(outgoing[start : start + size])
+            outcomes.append((chunk, backend.send(outgoing[start : start + size])))
         except ProviderError as error:
             logger.warning("%s: request of %d failed: %s", account.name, len(chunk), error)
-            request_failed(changes, chunk, error, routes)
-            continue
+            outcomes.append((chunk, error))
         except ConfigurationError as error:
             # Nothing can go through this account until someone fixes it: the
             # steps fail so the cascade can try another channel; the log says why.
             logger.error("%s is misconfigured: %s", account.name, error)
-            for delivery in deliveries[start:]:
-                changes.move(delivery, DeliveryStatus.FAILED, error=str(error), force=True)
-                delivery.error_code = "configuration"
+            outcomes.append((deliveries[start:], error))
             break
-        record_results(changes, chunk, results, routes)
-    for delivery in deliveries:
-        if delivery.pk not in changes.rows:  # the backend skipped it: treat as transient
-            retry_later(changes, delivery, "No result from the backend", routes)
+    changes = Changes()
     with transaction.atomic():
+        # A callback may have beaten us here (the gateway reported before we
+        # wrote its answer), or the sweeper taken back an expired claim: start
+        # from the rows as they are now, locked.
+        fresh = {
+            row["id"]: row
+            for row in Delivery.objects.select_for_update()
+            .filter(pk__in=[d.pk for d in deliveries])
+            .order_by("pk")
+            .values("id", *REPORTED_FIELDS)
+        }
+        for delivery in deliveries:
+            for name in REPORTED_FIELDS:
+                setattr(
+                    delivery, name, fresh.get(delivery.pk, {}).get(name, getattr(delivery, name))
+                )
+            delivery._loaded_status = delivery.status
+        for chunk, outcome in outcomes:
+            if isinstance(outcome, ConfigurationError):
+                for delivery in chunk:
+                    if delivery.status == DeliveryStatus.SUBMITTING:
+                        changes.move(
+                            delivery, DeliveryStatus.FAILED, error=str(outcome), force=True
+                        )
+                        delivery.error_code = "configuration"
+            elif isinstance(outcome, ProviderError):
+                request_failed(changes, chunk, outcome, routes)
+            else:
+                record_results(changes, chunk, outcome, routes)
+        for delivery in deliveries:
+            if delivery.pk not in changes.rows and delivery.status == DeliveryStatus.SUBMITTING:
+                retry_later(changes, delivery, "No result from the backend", routes)
         commit_changes(changes)
 
 
 def request_failed(changes: Changes, chunk: list[Delivery], error: ProviderError, routes) -> None:
     for delivery in chunk:
+        if delivery.status != DeliveryStatus.SUBMITTING:
+            continue  # no longer ours to change
         if error.permanent:
             changes.move(delivery, DeliveryStatus.FAILED, error=str(error), force=True)
             delivery.error_code = error.code[:50]
@@ -305,6 +345,7 @@ def record_results(changes: Changes, chunk: list[Delivery], results, routes) -> 
         delivery = by_id.get(result.delivery_id)
         if delivery is None:
             continue
+        ours = delivery.status == DeliveryStatus.SUBMITTING
         changes.touch(delivery)
         delivery.lease_expires_at = None
         if result.accepted:
@@ -318,9 +359,12 @@ def record_results(changes: Changes, chunk: list[Delivery], results, routes) -> 
             status = (
                 result.status if result.status in DeliveryStatus.values else DeliveryStatus.SENT
             )
-            changes.move(delivery, DeliveryStatus.SENT, force=True)
+            # Forced only out of our own claim; a report that came first stands.
+            changes.move(delivery, DeliveryStatus.SENT, force=ours)
             if status != DeliveryStatus.SENT:
                 changes.move(delivery, status)
+        elif not ours:
+            pass  # a report or the sweeper already moved it on
         elif result.permanent:
             delivery.error_code = result.error_code[:50]
             final = (

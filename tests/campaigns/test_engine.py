@@ -419,3 +419,36 @@ def test_polling_asks_about_each_delivery_at_most_once_a_minute(setup, monkeypat
     for _ in range(3):
         services.poll_statuses(timezone.now())
     assert setup["gateway_sim"].stats()["requests"] - before == 1
+
+
+def test_a_report_that_beats_the_submit_answer_is_neither_undone_nor_counted_twice(
+    setup, monkeypatch
+):
+    from campaigns.statuses import apply_status_events
+    from providers.backends import pulse
+    from providers.base import StatusEvent
+
+    make_clients(setup["operator"], 6, allow_sms=True)
+    campaign = campaign_for(setup, ["sms"])
+    fanout.fan_out(campaign.pk)
+    original_send = pulse.Backend.send
+
+    def send_then_report_early(self, batch):
+        results = original_send(self, batch)
+        # The gateway's callback lands while our answer is still on its way back.
+        apply_status_events(
+            account_id=self.account.pk,
+            events=[
+                StatusEvent("delivered", "delivered", idempotency_key=m.idempotency_key)
+                for m in batch
+            ],
+            source="callback",
+        )
+        return results
+
+    monkeypatch.setattr(pulse.Backend, "send", send_then_report_early)
+    dispatch.dispatch_account(setup["pulse"].pk, budget_seconds=2)
+    deliveries = Delivery.objects.filter(campaign=campaign)
+    assert set(deliveries.values_list("status", flat=True)) == {"delivered"}
+    assert all(d.delivered_at and d.provider_message_id for d in deliveries)
+    assert counters.counts(campaign.pk) == counters.recount(campaign.pk)

@@ -29,6 +29,8 @@ def test_seed_demo_twice_gives_the_same_counts(db):
     assert after_first["clients.Operator"] == 2
     assert after_first["clients.Client"] == 80
     assert after_first["clients.PointOfSale"] == 4
+    assert after_first["providers.ProviderAccount"] == 8  # four simulator accounts per operator
+    assert after_first["providers.ChannelRoute"] == 12
     assert "admin /" in first_output
 
 

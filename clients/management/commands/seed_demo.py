@@ -139,6 +139,7 @@ class Command(BaseCommand):
             templates[fields["name"]], _ = MessageTemplate.objects.get_or_create(
                 operator=operator, name=fields["name"], defaults=defaults
             )
+        self.seed_providers(operator)
         Campaign.objects.get_or_create(
             operator=operator,
             name="Weekend sale: Viber, then SMS",
