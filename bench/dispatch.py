@@ -112,7 +112,8 @@ def run(args, clusters: list):
             delivery_delay=0.5, outcome_mix={"delivered": 0.6, "read": 0.3, "undeliverable": 0.1}
         ),
     ).start()
-    operator, _ = Operator.objects.get_or_create(code="bench", defaults={"name": "Bench"})
+    # A new operator each run: with a reused DATABASE_URL, earlier runs' clients stay out.
+    operator = Operator.objects.create(code=f"bench-{time.time_ns()}", name="Bench")
     account = ProviderAccount.objects.create(
         operator=operator,
         name=f"Gateway {time.time()}",
