@@ -28,7 +28,7 @@ from django.utils import timezone
 from campaigns import counters, ratelimit
 from campaigns.fanout import db_time
 from campaigns.models import Campaign, Delivery, Message
-from campaigns.rendering import content_for, render
+from campaigns.rendering import content_for, placeholders, render
 from campaigns.routing import routes_for, skip_reason
 from campaigns.statuses import Changes, commit_changes, load
 from clients.channels import CONSENT_FLAGS
@@ -102,6 +102,8 @@ def claim(account_id: int, limit: int) -> list[int]:
 
 MESSAGE_FIELDS = ("phone", "email", "title", "text", "variables", "purpose", "client_id")
 CLIENT_FIELDS = ("first_name", "last_name", "middle_name", "push_tokens", *CONSENT_FLAGS)
+TEMPLATE_TEXT_FIELDS = ("title", "text", "html", "sms_text", "viber_text")
+CARD_VARIABLES = {"bonus", "card"}
 
 
 @dataclass
@@ -131,23 +133,30 @@ def load_batch(ids: list[int]) -> list[Delivery]:
             "id", *MESSAGE_FIELDS
         )
     }
-    best_card = Card.objects.filter(client_id=OuterRef("pk"), status=Card.Status.ACTIVE).order_by(
-        "-bonus"
-    )
-    clients = {
-        row.pop("id"): SimpleNamespace(**row)
-        for row in Client.objects.filter(
-            pk__in={m["client_id"] for m in messages.values() if m["client_id"]}
-        )
-        .annotate(
-            bonus=Subquery(best_card.values("bonus")[:1]),
-            card=Subquery(best_card.values("number")[:1]),
-        )
-        .values("id", *CLIENT_FIELDS, "bonus", "card")
-    }
     campaigns = Campaign.objects.select_related("template").in_bulk(
         {d.campaign_id for d in deliveries if d.campaign_id}
     )
+    clients = Client.objects.filter(
+        pk__in={m["client_id"] for m in messages.values() if m["client_id"]}
+    )
+    card_fields = ()
+    texts = [m["text"] for m in messages.values()] + [
+        getattr(c.template, name) for c in campaigns.values() for name in TEMPLATE_TEXT_FIELDS
+    ]
+    if CARD_VARIABLES & {name.lower() for text in texts for name in placeholders(text)}:
+        # Two correlated subqueries per client: only when some text asks for them.
+        best_card = Card.objects.filter(
+            client_id=OuterRef("pk"), status=Card.Status.ACTIVE
+        ).order_by("-bonus")
+        clients = clients.annotate(
+            bonus=Subquery(best_card.values("bonus")[:1]),
+            card=Subquery(best_card.values("number")[:1]),
+        )
+        card_fields = ("bonus", "card")
+    clients = {
+        row.pop("id"): SimpleNamespace(**{"bonus": None, "card": None, **row})
+        for row in clients.values("id", *CLIENT_FIELDS, *card_fields)
+    }
     operators = Operator.objects.only("name").in_bulk({d.operator_id for d in deliveries})
     for delivery in deliveries:
         message = messages[delivery.message_id]
