@@ -9,6 +9,7 @@ from campaigns.models import (
     DeliveryEvent,
     Message,
     MessageTemplate,
+    PartnerSend,
 )
 from clients.tenancy import OperatorScopedAdmin
 
@@ -139,9 +140,28 @@ class MessageAdmin(OperatorScopedAdmin):
     list_filter = ["status", "purpose", "operator"]
     list_select_related = ["campaign", "client"]
     search_fields = ["=id", "^phone", "email"]
-    raw_id_fields = ["campaign", "client", "api_credential"]
+    raw_id_fields = ["campaign", "client", "api_credential", "template"]
     show_full_result_count = False
     inlines = [DeliveryInline]
+
+
+@admin.register(PartnerSend)
+class PartnerSendAdmin(OperatorScopedAdmin):
+    """The partner API's accepted calls: what each MessageId points at. Read-only."""
+
+    list_display = ["id", "api_credential", "message", "campaign", "created_at"]
+    list_select_related = ["api_credential", "message", "campaign"]
+    list_filter = ["operator"]
+    search_fields = ["=id", "=message__id", "=campaign__id"]
+    raw_id_fields = ["api_credential", "message", "campaign"]
+    readonly_fields = ["request_digest", "created_at"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 class DeliveryEventInline(admin.TabularInline):

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from campaigns import counters, ratelimit
 from campaigns.fanout import db_time
-from campaigns.models import Campaign, Delivery, Message
+from campaigns.models import Campaign, Delivery, Message, MessageTemplate
 from campaigns.rendering import content_for, placeholders, render
 from campaigns.routing import routes_for, skip_reason
 from campaigns.statuses import Changes, commit_changes, load
@@ -100,7 +100,17 @@ def claim(account_id: int, limit: int) -> list[int]:
     return [row[0] for row in claimed]
 
 
-MESSAGE_FIELDS = ("phone", "email", "title", "text", "variables", "purpose", "client_id")
+MESSAGE_FIELDS = (
+    "phone",
+    "email",
+    "title",
+    "text",
+    "variables",
+    "purpose",
+    "client_id",
+    "template_id",
+    "attachments",
+)
 CLIENT_FIELDS = ("first_name", "last_name", "middle_name", "push_tokens", *CONSENT_FLAGS)
 TEMPLATE_TEXT_FIELDS = ("title", "text", "html", "sms_text", "viber_text")
 CARD_VARIABLES = {"bonus", "card"}
@@ -117,6 +127,8 @@ class Recipient:
     variables: dict
     purpose: str
     client: SimpleNamespace | None  # first_name, …, consent flags, bonus, card
+    template: MessageTemplate | None = None  # a one-off message's own template
+    attachments: list | None = None
 
 
 def load_batch(ids: list[int]) -> list[Delivery]:
@@ -136,12 +148,16 @@ def load_batch(ids: list[int]) -> list[Delivery]:
     campaigns = Campaign.objects.select_related("template").in_bulk(
         {d.campaign_id for d in deliveries if d.campaign_id}
     )
+    own_templates = MessageTemplate.objects.in_bulk(
+        {m["template_id"] for m in messages.values() if m["template_id"]}
+    )
     clients = Client.objects.filter(
         pk__in={m["client_id"] for m in messages.values() if m["client_id"]}
     )
     card_fields = ()
+    templates = [c.template for c in campaigns.values()] + list(own_templates.values())
     texts = [m["text"] for m in messages.values()] + [
-        getattr(c.template, name) for c in campaigns.values() for name in TEMPLATE_TEXT_FIELDS
+        getattr(template, name) for template in templates for name in TEMPLATE_TEXT_FIELDS
     ]
     if CARD_VARIABLES & {name.lower() for text in texts for name in placeholders(text)}:
         # Two correlated subqueries per client: only when some text asks for them.
@@ -168,6 +184,8 @@ def load_batch(ids: list[int]) -> list[Delivery]:
             variables=message["variables"] or {},
             purpose=message["purpose"],
             client=clients.get(message["client_id"]),
+            template=own_templates.get(message["template_id"]),
+            attachments=message["attachments"] or [],
         )
         delivery.campaign = campaigns.get(delivery.campaign_id)
         delivery.operator = operators[delivery.operator_id]
@@ -219,15 +237,25 @@ def native_fallbacks(delivery: Delivery, backend, account: ProviderAccount, rout
     return fallbacks
 
 
+def first_image_url(attachments: list | None) -> str:
+    """A partner's Files: the first image becomes the Viber picture (other files have no slot)."""
+    for attachment in attachments or []:
+        if "image" in str(attachment.get("Type") or "").lower() and attachment.get("Url"):
+            return str(attachment["Url"])
+    return ""
+
+
 def outgoing_for(delivery: Delivery, backend, account, routes) -> OutgoingMessage:
     recipient = delivery.recipient
     campaign = delivery.campaign
     content = content_for(
         delivery.channel,
-        template=campaign.template if campaign else None,
+        template=campaign.template if campaign else recipient.template,
         title=recipient.title,
         text=recipient.text,
     )
+    if delivery.channel == "viber" and not content.image_url:
+        content.image_url = first_image_url(recipient.attachments)
     variables = variables_for(delivery)
     fallbacks = native_fallbacks(delivery, backend, account, routes)
     delivery.native_channels = fallbacks

@@ -200,6 +200,17 @@ class Message(models.Model):
     title = models.CharField(max_length=200, blank=True, help_text="Content of a one-off message.")
     text = models.TextField(blank=True)
     variables = models.JSONField(default=dict, blank=True)
+    template = models.ForeignKey(
+        MessageTemplate,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="A one-off message's template (a campaign's messages use the campaign's).",
+    )
+    attachments = models.JSONField(
+        default=list, blank=True, help_text="Partner API Files: Id, Url, Type, Name, LevelStep."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     api_credential = models.ForeignKey(
         ApiCredential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -419,3 +430,45 @@ class CampaignCost(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id} {self.channel}: {self.amount} {self.currency}"
+
+
+class PartnerSend(models.Model):
+    """One SendMessageProcess call that was taken in; its id is the `MessageId` the partner holds.
+
+    It points at the one message sent, or at the campaign a CardPhoneClientList
+    became, and remembers a digest of the request so that an identical retry
+    within a minute gets the same answer instead of a second send.
+    """
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="+")
+    api_credential = models.ForeignKey(
+        ApiCredential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    request_digest = models.CharField(max_length=64, help_text="SHA-256 of the parsed request.")
+    message = models.OneToOneField(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="partner_send"
+    )
+    campaign = models.OneToOneField(
+        Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="partner_send"
+    )
+    error_code = models.PositiveSmallIntegerField(default=0)
+    answer = models.CharField(max_length=500, blank=True, help_text="The Message text answered.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["api_credential", "request_digest", "created_at"],
+                name="partner_send_retry_lookup",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(message__isnull=True) | Q(campaign__isnull=True),
+                name="partner_send_one_target",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"MessageId {self.pk}"

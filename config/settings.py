@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_filters",
     "django_q",
     "clients",
@@ -144,8 +146,32 @@ if env_bool("BEHIND_TLS_PROXY", False):
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
 
+# Partner API (config/lcmanager): body limit (a 10,000-row CardPhoneClientList
+# in XML is about 3 MB), requests per credential per minute, and failed
+# authentications per client address per minute before it is refused.
+CASCADE_API_MAX_BODY_BYTES = env_int("CASCADE_API_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024)
+CASCADE_API_REQUESTS_PER_MINUTE = env_int("CASCADE_API_REQUESTS_PER_MINUTE", 3000, minimum=1)
+CASCADE_API_AUTH_FAILURES = env_int("CASCADE_API_AUTH_FAILURES", 20, minimum=1)
+
 REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # The partner API ignores ?format= (a partner's own parameter must not change the answer).
+    "URL_FORMAT_OVERRIDE": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Cascade partner API",
+    "DESCRIPTION": (
+        "LCManager's SendMessageProcess and ClientUpdateCommunication, byte for byte, "
+        "in JSON, XML (.NET DataContract) and form encoding; plus MessageStatus, "
+        "Cascade's extension. Authentication is in the body: Operator + Token, or SiteCode."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from the sidecar package's static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # django-q2: Redis broker when REDIS_URL is set, the database otherwise.

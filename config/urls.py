@@ -1,6 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config.lcmanager import views as lcmanager
 
 admin.site.site_header = "Cascade"
 admin.site.site_title = "Cascade"
@@ -9,5 +12,22 @@ admin.site.index_title = "Messaging for loyalty programs"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("providers/", include("providers.urls")),
+    path(
+        "api/marketing/SendMessageProcess",
+        lcmanager.SendMessageProcessView.as_view(),
+        name="send-message-process",
+    ),
+    path(
+        "api/client/ClientUpdateCommunication",
+        lcmanager.ClientUpdateCommunicationView.as_view(),
+        name="client-update-communication",
+    ),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "api/marketing/MessageStatus",
+        lcmanager.MessageStatusView.as_view(),
+        name="message-status",
+    ),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]

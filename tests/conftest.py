@@ -16,6 +16,7 @@ from campaigns.models import (
     DeliveryEvent,
     Message,
     MessageTemplate,
+    PartnerSend,
 )
 from clients.channels import Channel
 from clients.groups import CONSENT_ADMINS, MARKETERS
@@ -140,8 +141,12 @@ def world(sunrise, northwind):
         source="submit",
         payload="{}",
     )
+    partner_send = PartnerSend.objects.create(
+        operator=sunrise, api_credential=credential, request_digest="0" * 64, message=message
+    )
     return {
         "operator": sunrise,
+        "partnersend": partner_send,
         "pointofsale": pos,
         "tag": tag,
         "client": client,
