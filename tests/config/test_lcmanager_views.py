@@ -770,3 +770,70 @@ def test_a_list_costs_the_same_queries_for_10_rows_as_for_500(client, api, sunri
         return lambda: send(client, api, CardPhoneClientList=rows, TextMessage=f"{size}")
 
     assert queries_of(list_of(10)) == queries_of(list_of(500))
+
+
+# --- the seed samples, byte for byte ---------------------------------------------------
+
+
+@pytest.fixture
+def seed_world(db):
+    """The ids the samples (config/lcmanager/samples) name, so their bytes go through unchanged."""
+    from clients.models import Operator
+    from clients.services import digest_secret
+
+    operator = Operator.objects.create(pk=3, name="Seed operator", code="seed")
+    ApiCredential.objects.create(
+        operator=operator,
+        name="Seed POS",
+        secret_digest=digest_secret("123456789012345678"),
+        secret_hint="5678",
+    )
+    account = ProviderAccount.objects.create(
+        operator=operator, name="Gateway", backend="cascade_gateway", channels=["sms"]
+    )
+    ChannelRoute.objects.create(operator=operator, channel="sms", account=account)
+    for pk, phone, card in (
+        (104857, "79161234567", 2200123456789012),
+        (104858, "79037654321", 2200123456789013),
+    ):
+        person = Client.objects.create(pk=pk, operator=operator, phone=phone, allow_sms=True)
+        Card.objects.create(operator=operator, client=person, number=card)
+    PointOfSale.objects.create(operator=operator, code="MSK-014", name="Moscow 14")
+    MessageTemplate.objects.create(pk=312, operator=operator, name="Spring", text="{{ Bonus }}")
+    return operator
+
+
+SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "config/lcmanager/samples"
+
+
+@pytest.mark.parametrize(
+    ("sample", "content_type"),
+    [
+        ("send_message_process_request.json", "application/json"),
+        ("send_message_process_request.xml", "text/xml"),
+    ],
+)
+def test_the_seed_send_sample_is_accepted_as_is(client, seed_world, sample, content_type):
+    response = client.post(SEND, data=(SAMPLES / sample).read_bytes(), content_type=content_type)
+    assert response.status_code == 200, response.content
+    body = answer(response)
+    assert int(body["ErrorCode"]) == 0
+    campaign = PartnerSend.objects.get(pk=int(body["MessageId"])).campaign
+    assert campaign.template_id == 312
+    bonuses = sorted(e.variables["Bonus"] for e in campaign.list_entries.all())
+    assert bonuses == [0, 150.5]
+
+
+@pytest.mark.parametrize(
+    ("sample", "content_type"),
+    [
+        ("client_update_communication_request.json", "application/json"),
+        ("client_update_communication_request.xml", "application/xml"),
+    ],
+)
+def test_the_seed_update_sample_is_accepted_as_is(client, seed_world, sample, content_type):
+    response = client.post(UPDATE, data=(SAMPLES / sample).read_bytes(), content_type=content_type)
+    assert response.status_code == 200, response.content
+    assert int(answer(response)["ErrorCode"]) == 0
+    fresh = Client.objects.get(pk=104857)
+    assert (fresh.allow_sms, fresh.allow_email, fresh.allow_push) == (True, False, True)
