@@ -144,7 +144,8 @@ X_FRAME_OPTIONS = "DENY"
 if env_bool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
+# 4 MiB: a partner's 10,000-row CardPhoneClientList in XML is about 3 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 4 * 1024 * 1024, minimum=1024)
 
 # Partner API (config/lcmanager): body limit (a 10,000-row CardPhoneClientList
 # in XML is about 3 MB), requests per credential per minute, and failed

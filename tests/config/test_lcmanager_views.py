@@ -837,3 +837,34 @@ def test_the_seed_update_sample_is_accepted_as_is(client, seed_world, sample, co
     assert int(answer(response)["ErrorCode"]) == 0
     fresh = Client.objects.get(pk=104857)
     assert (fresh.allow_sms, fresh.allow_email, fresh.allow_push) == (True, False, True)
+
+
+def test_a_ten_megabyte_body_is_413_in_the_requests_format(client, api):
+    body = (
+        b"<SendMessageProcessRequest>" + b" " * (10 * 1024 * 1024) + b"</SendMessageProcessRequest>"
+    )
+    response = client.post(SEND, data=body, content_type="application/xml")
+    assert response.status_code == 413
+    assert int(answer(response)["ErrorCode"]) == 4
+    assert not Message.objects.exists()
+
+
+def test_a_full_size_list_in_xml_fits_the_default_limit(client, api, sunrise):
+    people = Client.objects.bulk_create(
+        Client(operator=sunrise, phone=f"7912{n:07d}", allow_sms=True) for n in range(10_000)
+    )
+    item = (
+        "<SendMessageProcessRequest.SendMessageProcessCardPhoneClientList><Bonus>{bonus}</Bonus>"
+        '<Card i:nil="true"/><Client>{client}</Client><Id>{n}</Id><Phone i:nil="true"/>'
+        "</SendMessageProcessRequest.SendMessageProcessCardPhoneClientList>"
+    )
+    rows = "".join(item.format(bonus=n % 500, client=p.pk, n=n) for n, p in enumerate(people))
+    body = SEND_XML.format(
+        operator=api["operator"].pk, token=api["token"], client=api["client"].pk
+    ).replace(
+        '<CardPhoneClientList i:nil="true" />', f"<CardPhoneClientList>{rows}</CardPhoneClientList>"
+    )
+    assert len(body) > 2_000_000
+    response = client.post(SEND, data=body.encode(), content_type="application/xml")
+    assert response.status_code == 200, response.content[:300]
+    assert AudienceListEntry.objects.count() == 10_000
