@@ -209,7 +209,10 @@ class Message(models.Model):
         help_text="A one-off message's template (a campaign's messages use the campaign's).",
     )
     attachments = models.JSONField(
-        default=list, blank=True, help_text="Partner API Files: Id, Url, Type, Name, LevelStep."
+        default=list,
+        db_default=[],  # fan-out inserts messages in raw SQL that does not name this column
+        blank=True,
+        help_text="Partner API Files: Id, Url, Type, Name, LevelStep.",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     api_credential = models.ForeignKey(
