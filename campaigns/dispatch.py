@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from campaigns import counters, ratelimit
+from campaigns import counters, ratelimit, windows
 from campaigns.fanout import db_time
 from campaigns.models import Campaign, Delivery, Message, MessageTemplate
 from campaigns.rendering import content_for, placeholders, render
@@ -59,6 +59,12 @@ def claim(account_id: int, limit: int) -> list[int]:
     """Take up to `limit` due deliveries of running campaigns (or one-off messages); one statement."""
     now = timezone.now()
     lock = " FOR UPDATE OF d SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    shut = list(windows.closed_campaigns(now))
+    outside_window = (
+        f" AND (d.campaign_id IS NULL OR d.campaign_id NOT IN ({', '.join(['%s'] * len(shut))}))"
+        if shut
+        else ""
+    )
     # The claim is a CTE: PostgreSQL materializes a FOR UPDATE CTE once, whereas
     # the same SELECT inside `IN (…)` may be rescanned and claim past its LIMIT.
     # No ORDER BY: sorting every queued row of a 100k campaign on each claim
@@ -69,19 +75,20 @@ def claim(account_id: int, limit: int) -> list[int]:
             LEFT JOIN campaigns_campaign c ON c.id = d.campaign_id
             WHERE d.account_id = %s AND d.status = %s
               AND d.next_attempt_at <= %s
-              AND (d.campaign_id IS NULL OR c.state = %s)
+              AND (d.campaign_id IS NULL OR c.state = %s){outside_window}
             LIMIT %s{lock}
         )
         UPDATE campaigns_delivery SET status = %s, lease_expires_at = %s, attempts = attempts + 1,
             updated_at = %s
         WHERE id IN (SELECT id FROM claimed)
         RETURNING id, campaign_id, channel
-    """  # noqa: S608 - the only interpolation is the fixed lock clause
+    """  # noqa: S608 - only fixed clauses and placeholders are interpolated
     params = [
         account_id,
         DeliveryStatus.QUEUED,
         db_time(now),
         Campaign.State.RUNNING,
+        *shut,
         limit,
         DeliveryStatus.SUBMITTING,
         db_time(now + timedelta(seconds=settings.CASCADE_CLAIM_LEASE_SECONDS)),

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
-from campaigns import counters
+from campaigns import counters, windows
 from campaigns.audience import validate_segment
 from campaigns.models import Campaign, Delivery, Message
 from campaigns.statuses import Changes, apply_status_events, commit_changes, load
@@ -53,6 +53,73 @@ def _set_state(
         for name, value in fields.items():
             setattr(campaign, name, value)
         campaign.save()
+    return campaign
+
+
+def save_draft(
+    *,
+    operator,
+    user,
+    campaign_id: int | None = None,
+    name: str,
+    template=None,
+    new_text: str = "",
+    channels: list[str],
+    audience_kind: str,
+    segment: dict | None = None,
+    list_entries: list | None = None,
+    scheduled_at=None,
+    send_window: tuple | None = None,
+    ttl_minutes: int = 1440,
+    read_is_final: bool = False,
+) -> Campaign:
+    """Create or change a draft campaign as the builder page describes it; one transaction.
+
+    `new_text` makes a template of its own when no template is picked;
+    `list_entries` (unsaved AudienceListEntry rows) replace the list when given.
+    """
+    with transaction.atomic():
+        if campaign_id is None:
+            campaign = Campaign(operator=operator, created_by=user, source=Campaign.Source.PAGE)
+        else:
+            campaign = Campaign.objects.select_for_update().get(pk=campaign_id, operator=operator)
+            if campaign.state != Campaign.State.DRAFT:
+                raise TransitionError("Only a draft can be edited.")
+        if template is None:
+            from campaigns.models import MessageTemplate
+
+            base = name[:180]
+            taken = set(
+                MessageTemplate.objects.filter(
+                    operator=operator, name__startswith=base
+                ).values_list("name", flat=True)
+            )
+            template_name = next(
+                candidate
+                for candidate in (base, *(f"{base} ({n})" for n in range(2, 1000)))
+                if candidate not in taken
+            )
+            template = MessageTemplate.objects.create(
+                operator=operator, name=template_name, text=new_text
+            )
+        campaign.name = name
+        campaign.template = template
+        campaign.channels = list(channels)
+        campaign.audience_kind = audience_kind
+        campaign.segment = segment or {}
+        campaign.scheduled_at = scheduled_at
+        campaign.send_window_start, campaign.send_window_end = send_window or (None, None)
+        campaign.ttl_minutes = ttl_minutes
+        campaign.read_is_final = read_is_final
+        validate_for_launch(campaign)
+        campaign.save()
+        if list_entries is not None:
+            from campaigns.models import AudienceListEntry
+
+            AudienceListEntry.objects.filter(campaign=campaign).delete()
+            for entry in list_entries:
+                entry.campaign = campaign
+            AudienceListEntry.objects.bulk_create(list_entries, batch_size=2000)
     return campaign
 
 
@@ -329,6 +396,7 @@ def sweep_once() -> dict[str, int]:
         "expired": expire_past_ttl(now),
         "polled": poll_statuses(now),
         "finished": len(finish_campaigns(now)),
+        "held": windows.hold_outside_windows(now),
     }
     from campaigns import tasks
 

@@ -49,3 +49,35 @@ class OperatorScopedAdmin(admin.ModelAdmin):
         if operator_ids is not None and any(f.name == "operator" for f in related._meta.fields):
             kwargs["queryset"] = related._default_manager.filter(operator_id__in=operator_ids)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+# --- the pages --------------------------------------------------------------------------
+
+SESSION_OPERATOR_KEY = "cascade_operator_id"
+
+
+def operators_for(user):
+    """The operators a signed-in user works in (every operator for a superuser)."""
+    if user.is_superuser:
+        return Operator.objects.filter(is_active=True)
+    return Operator.objects.filter(is_active=True, members__user=user)
+
+
+def current_operator(request) -> Operator:
+    """The operator the user is working in now: the one picked last, else their first.
+
+    Cached on the request, so a page pays for it once. A user with no operator
+    gets PermissionDenied: there is nothing they may see.
+    """
+    from django.core.exceptions import PermissionDenied
+
+    if hasattr(request, "_cascade_operator"):
+        return request._cascade_operator
+    operators = list(operators_for(request.user).order_by("name")[:50])
+    if not operators:
+        raise PermissionDenied("You do not work in any operator yet; ask an administrator.")
+    wanted = request.session.get(SESSION_OPERATOR_KEY)
+    operator = next((o for o in operators if o.pk == wanted), operators[0])
+    request._cascade_operator = operator
+    request._cascade_operators = operators
+    return operator

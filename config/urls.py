@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config import views
 from config.lcmanager import views as lcmanager
 
 admin.site.site_header = "Cascade"
@@ -29,5 +29,9 @@ urlpatterns = [
         lcmanager.MessageStatusView.as_view(),
         name="message-status",
     ),
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("operator/", views.switch_operator, name="switch-operator"),
+    path("campaigns/", include("campaigns.urls")),
+    path("clients/", include("clients.urls")),
+    path("", views.home, name="home"),
 ]

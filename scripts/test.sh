@@ -10,6 +10,13 @@ cd "$(dirname "$0")/.."
 # The same test-only defaults as conftest.py, for the manage.py call below.
 export SECRET_KEY=${SECRET_KEY:-test-secret-key-not-for-production}
 
+# The browser tests drive Debian's Chromium (Playwright cannot download one offline).
+if [ ! -x /usr/bin/chromium ]; then
+    echo "Chromium not found; installing Debian's chromium package" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+
 source scripts/pg_temp.sh
 source scripts/redis_temp.sh
 trap 'pg_temp_stop; redis_temp_stop' EXIT

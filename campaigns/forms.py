@@ -1,0 +1,219 @@
+"""The campaign builder's and template editor's forms: plain Django forms over the models.
+
+The builder edits a draft only. Its audience fields become the campaign's
+segment JSON (see `campaigns/audience.py` for the keys); its schedule is
+entered in the operator's time zone and stored in UTC.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import datetime
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from campaigns.audience import validate_segment
+from campaigns.models import Campaign, MessageTemplate
+from clients.channels import CONSENT_FLAGS, Channel
+from clients.models import PointOfSale, Tag
+
+CASCADE_STEPS = 3
+CHANNEL_CHOICES = [("", "—")] + [(c.value, c.label) for c in Channel]
+CONSENT_CHOICES = [("", "Any (the cascade checks each channel)")] + [
+    (flag, flag.replace("allow_", "").replace("_", " ").capitalize() + " allowed")
+    for flag in CONSENT_FLAGS
+]
+
+
+class TemplateForm(forms.ModelForm):
+    class Meta:
+        model = MessageTemplate
+        fields = [
+            "name",
+            "title",
+            "text",
+            "sms_text",
+            "viber_text",
+            "button_caption",
+            "button_url",
+            "image_url",
+            "html",
+        ]
+        widgets = {
+            "text": forms.Textarea(attrs={"rows": 4}),
+            "sms_text": forms.Textarea(attrs={"rows": 3}),
+            "viber_text": forms.Textarea(attrs={"rows": 4}),
+            "html": forms.Textarea(attrs={"rows": 4}),
+        }
+
+    def __init__(self, *args, operator, **kwargs):
+        self.operator = operator
+        super().__init__(*args, **kwargs)
+        for name in ("button_url", "image_url"):
+            self.fields[name].assume_scheme = "https"
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        taken = MessageTemplate.objects.filter(operator=self.operator, name=name)
+        if self.instance.pk:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise ValidationError("Another template already has this name.")
+        return name
+
+    def save(self, commit=True):
+        self.instance.operator = self.operator
+        return super().save(commit)
+
+
+class SegmentForm(forms.Form):
+    """The audience filters; also what the live recipient count reads from the query string."""
+
+    consent = forms.ChoiceField(choices=CONSENT_CHOICES, required=False)
+    pos = forms.ModelMultipleChoiceField(
+        queryset=PointOfSale.objects.none(), required=False, label="Registered at"
+    )
+    tags = forms.ModelMultipleChoiceField(
+        queryset=Tag.objects.none(), required=False, to_field_name="name"
+    )
+    bonus_min = forms.DecimalField(required=False, min_value=0, label="Bonus from")
+    bonus_max = forms.DecimalField(required=False, min_value=0, label="Bonus to")
+    registered_from = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    registered_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    last_purchase_from = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    last_purchase_to = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    has_phone = forms.BooleanField(required=False, label="Has a phone")
+    has_email = forms.BooleanField(required=False, label="Has an email")
+
+    def __init__(self, *args, operator, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["pos"].queryset = PointOfSale.objects.filter(operator=operator)
+        self.fields["tags"].queryset = Tag.objects.filter(operator=operator)
+
+    def clean(self):
+        cleaned = super().clean()
+        low, high = cleaned.get("bonus_min"), cleaned.get("bonus_max")
+        if low is not None and high is not None and low > high:
+            self.add_error("bonus_max", "Must not be below 'Bonus from'.")
+        return cleaned
+
+    def segment(self) -> dict:
+        data = self.cleaned_data
+        segment: dict = {}
+        if data.get("consent"):
+            segment["consent"] = data["consent"]
+        if data.get("pos"):
+            segment["pos"] = sorted(pos.pk for pos in data["pos"])
+        if data.get("tags"):
+            segment["tags"] = sorted(tag.name for tag in data["tags"])
+        for key in ("bonus_min", "bonus_max"):
+            if data.get(key) is not None:
+                segment[key] = float(data[key])
+        for key in ("registered_from", "registered_to", "last_purchase_from", "last_purchase_to"):
+            if data.get(key):
+                segment[key] = data[key].isoformat()
+        for key in ("has_phone", "has_email"):
+            if data.get(key):
+                segment[key] = True
+        validate_segment(segment)
+        return segment
+
+    @staticmethod
+    def initial_from(segment: dict) -> dict:
+        initial = dict(segment)
+        initial.pop("clients", None)
+        return initial
+
+
+class CampaignForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    template = forms.ModelChoiceField(
+        queryset=MessageTemplate.objects.none(),
+        required=False,
+        help_text="Pick a template, or write the text below to make a new one.",
+    )
+    new_text = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Or write the text",
+        help_text="Variables: {{ first_name }}, {{ last_name }}, {{ bonus }}, {{ card }}, "
+        "{{ operator }}, and a list's own columns such as {{ Bonus }}.",
+    )
+    audience_kind = forms.ChoiceField(
+        choices=Campaign.AudienceKind.choices, widget=forms.RadioSelect, initial="segment"
+    )
+    audience_file = forms.FileField(
+        required=False,
+        label="List (CSV)",
+        help_text="Columns: phone, card or client, and any variables (e.g. Bonus).",
+    )
+    start = forms.ChoiceField(
+        choices=[("now", "As soon as it is launched"), ("at", "At a time")],
+        widget=forms.RadioSelect,
+        initial="now",
+    )
+    scheduled_at = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
+        label="Start at (operator time)",
+    )
+    send_window_start = forms.TimeField(
+        required=False, widget=forms.TimeInput(attrs={"type": "time"}), label="Send from"
+    )
+    send_window_end = forms.TimeField(
+        required=False, widget=forms.TimeInput(attrs={"type": "time"}), label="Send until"
+    )
+    ttl_minutes = forms.IntegerField(
+        min_value=1, max_value=7 * 24 * 60, initial=1440, label="Each step's lifetime (minutes)"
+    )
+    read_is_final = forms.BooleanField(
+        required=False, label="Only 'read' counts as done (delivered but unread falls through)"
+    )
+
+    def __init__(self, *args, operator, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.operator = operator
+        self.fields["template"].queryset = MessageTemplate.objects.filter(operator=operator)
+        for step in range(CASCADE_STEPS):
+            self.fields[f"channel_{step}"] = forms.ChoiceField(
+                choices=CHANNEL_CHOICES, required=step == 0, label=f"Step {step + 1}"
+            )
+
+    def channel_fields(self):
+        return [self[f"channel_{step}"] for step in range(CASCADE_STEPS)]
+
+    def clean(self):
+        cleaned = super().clean()
+        channels = [cleaned.get(f"channel_{step}") for step in range(CASCADE_STEPS)]
+        channels = [channel for channel in channels if channel]
+        if len(set(channels)) != len(channels):
+            raise ValidationError("A channel may appear only once in the cascade.")
+        cleaned["channels"] = channels
+        if not cleaned.get("template") and not (cleaned.get("new_text") or "").strip():
+            self.add_error("template", "Pick a template or write the text.")
+        if cleaned.get("start") == "at":
+            at = cleaned.get("scheduled_at")
+            if at is None:
+                self.add_error("scheduled_at", "Give the start time.")
+            else:
+                cleaned["scheduled_at"] = self.in_operator_time(at)
+        else:
+            cleaned["scheduled_at"] = None
+        window = (cleaned.get("send_window_start"), cleaned.get("send_window_end"))
+        if (window[0] is None) != (window[1] is None):
+            self.add_error("send_window_end", "Give both ends of the send window, or neither.")
+        elif window[0] is not None and window[0] == window[1]:
+            self.add_error("send_window_end", "The window must not be empty.")
+        return cleaned
+
+    def in_operator_time(self, value: datetime) -> datetime:
+        zone = zoneinfo.ZoneInfo(self.operator.time_zone)
+        return value.replace(tzinfo=None).replace(tzinfo=zone)

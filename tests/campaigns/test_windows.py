@@ -1,0 +1,88 @@
+"""Send windows: open and shut in the operator's time, over midnight, and held by the sweeper."""
+
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+
+from campaigns import dispatch, windows
+from campaigns.models import Campaign, Delivery, Message, MessageTemplate
+from providers.models import ProviderAccount
+from providers.status import DeliveryStatus
+
+
+def test_a_day_window_is_open_inside_and_shut_outside():
+    assert windows.is_open(time(9), time(21), time(9))
+    assert not windows.is_open(time(9), time(21), time(21))
+    assert not windows.is_open(time(9), time(21), time(3))
+
+
+def test_a_window_over_midnight_wraps():
+    assert windows.is_open(time(22), time(6), time(23, 30))
+    assert windows.is_open(time(22), time(6), time(5, 59))
+    assert not windows.is_open(time(22), time(6), time(12))
+
+
+def test_the_next_opening_is_today_or_tomorrow_in_the_operators_zone():
+    # 05:00 UTC is 08:00 in Moscow: the 09:00 window opens in an hour.
+    now = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
+    opening = windows.next_opening(now, time(9), time(21), "Europe/Moscow")
+    assert opening - now == timedelta(hours=1)
+    # 19:00 UTC is 22:00 in Moscow: shut until 09:00 tomorrow.
+    late = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
+    assert windows.next_opening(late, time(9), time(21), "Europe/Moscow") - late == timedelta(
+        hours=11
+    )
+    inside = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    assert windows.next_opening(inside, time(9), time(21), "Europe/Moscow") == inside
+
+
+@pytest.fixture
+def shut_campaign(sunrise):
+    """A running campaign whose window is shut right now, with one queued delivery."""
+    from django.utils import timezone
+
+    local_now = timezone.now().astimezone(__import__("zoneinfo").ZoneInfo(sunrise.time_zone))
+    start = (local_now + timedelta(hours=2)).time().replace(second=0, microsecond=0)
+    end = (local_now + timedelta(hours=3)).time().replace(second=0, microsecond=0)
+    template = MessageTemplate.objects.create(operator=sunrise, name="T", text="x")
+    campaign = Campaign.objects.create(
+        operator=sunrise,
+        name="Night",
+        template=template,
+        channels=["sms"],
+        state=Campaign.State.RUNNING,
+        send_window_start=start,
+        send_window_end=end,
+    )
+    account = ProviderAccount.objects.create(
+        operator=sunrise, name="Gateway", backend="cascade_gateway", channels=["sms"]
+    )
+    message = Message.objects.create(operator=sunrise, campaign=campaign, recipient_key="k")
+    delivery = Delivery.objects.create(
+        operator=sunrise,
+        message=message,
+        campaign=campaign,
+        channel="sms",
+        account=account,
+        idempotency_key="100",
+        status=DeliveryStatus.QUEUED,
+        next_attempt_at=timezone.now(),
+    )
+    return campaign, account, delivery
+
+
+def test_claims_skip_a_campaign_outside_its_window(shut_campaign):
+    campaign, account, delivery = shut_campaign
+    assert dispatch.claim(account.pk, 10) == []
+    Campaign.objects.filter(pk=campaign.pk).update(send_window_start=None, send_window_end=None)
+    assert dispatch.claim(account.pk, 10) == [delivery.pk]
+
+
+def test_the_sweeper_holds_waiting_deliveries_until_the_window_opens(shut_campaign):
+    from django.utils import timezone
+
+    _campaign, account, delivery = shut_campaign
+    assert windows.hold_outside_windows(timezone.now()) == 1
+    held = Delivery.objects.get(pk=delivery.pk).next_attempt_at
+    assert held > timezone.now() + timedelta(minutes=59)
+    assert not dispatch.has_due_work(account.pk)
