@@ -15,18 +15,27 @@ from django.core.exceptions import ValidationError
 
 from campaigns.audience import validate_segment
 from campaigns.models import Campaign, MessageTemplate
-from clients.channels import CONSENT_FLAGS, Channel
+from clients.channels import Channel
 from clients.models import PointOfSale, Tag
 
 CASCADE_STEPS = 3
 CHANNEL_CHOICES = [("", "—")] + [(c.value, c.label) for c in Channel]
-CONSENT_CHOICES = [("", "Any (the cascade checks each channel)")] + [
-    (flag, flag.replace("allow_", "").replace("_", " ").capitalize() + " allowed")
-    for flag in CONSENT_FLAGS
+CONSENT_CHOICES = [
+    ("", "Any (the cascade checks each channel)"),
+    ("allow_sms", "SMS allowed"),
+    ("allow_email", "Email allowed"),
+    ("allow_push", "Push allowed"),
+    ("allow_email_online_cheque", "Online cheques by email allowed"),
 ]
 
 
 class TemplateForm(forms.ModelForm):
+    # Declared here so the form says which scheme a bare "example.com" gets.
+    button_url = forms.URLField(required=False, assume_scheme="https")
+    image_url = forms.URLField(
+        required=False, assume_scheme="https", help_text="Viber image; needs a button."
+    )
+
     class Meta:
         model = MessageTemplate
         fields = [
@@ -50,8 +59,6 @@ class TemplateForm(forms.ModelForm):
     def __init__(self, *args, operator, **kwargs):
         self.operator = operator
         super().__init__(*args, **kwargs)
-        for name in ("button_url", "image_url"):
-            self.fields[name].assume_scheme = "https"
 
     def clean_name(self):
         name = self.cleaned_data["name"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -24,6 +25,9 @@ def render(text: str, variables: dict) -> str:
             return ""
         if isinstance(value, float) and value.is_integer():
             value = int(value)
+        elif isinstance(value, Decimal):
+            # A bonus of 150.00 reads "150" (and costs SMS characters otherwise).
+            value = int(value) if value == value.to_integral_value() else value.normalize()
         return str(value)
 
     return PLACEHOLDER.sub(value_of, text)

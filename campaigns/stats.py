@@ -184,6 +184,6 @@ def dashboard(campaign: Campaign) -> dict:
         "funnel": funnel,
         "channels": per_channel,
         "failures": failures[:20],
-        "cost": {currency: str(amount) for currency, amount in spent.items()},
+        "cost": {currency: f"{amount:.2f}" for currency, amount in spent.items()},
         "finished": campaign.state in (Campaign.State.DONE, Campaign.State.CANCELLED),
     }

@@ -47,9 +47,32 @@ def northwind(db):
     return Operator.objects.create(name="Northwind Pharmacy", code="northwind")
 
 
+def ensure_staff_groups() -> None:
+    """The Marketers and Consent admins groups, as migration campaigns 0002 makes them.
+
+    A transactional test ends by emptying every table; post_migrate brings back
+    permissions and content types but not the groups, so a later test must.
+    """
+    from django.contrib.auth.models import Permission
+
+    from clients.groups import GROUP_PERMISSIONS
+
+    for name, grants in GROUP_PERMISSIONS.items():
+        group, created = Group.objects.get_or_create(name=name)
+        if created:
+            group.permissions.set(
+                Permission.objects.get(
+                    content_type__app_label=app_label, codename=f"{action}_{model_name}"
+                )
+                for (app_label, model_name), actions in grants.items()
+                for action in actions
+            )
+
+
 def make_staff(username, group_name, operator):
     user = User.objects.create_user(username, password="pw-" + username, is_staff=True)
     if group_name:
+        ensure_staff_groups()
         user.groups.add(Group.objects.get(name=group_name))
     if operator:
         OperatorMember.objects.create(operator=operator, user=user)

@@ -32,11 +32,18 @@
   // Debounced GET of a URL built from a form, into an element (live counts, previews).
   window.cascadeLive = function (form, url, target, delayMs) {
     var timer = null;
+    var latest = 0;
     function refresh() {
       var params = new URLSearchParams(new FormData(form));
+      var mine = ++latest;
+      target.setAttribute("aria-busy", "true");
       fetch(url + "?" + params.toString(), { credentials: "same-origin" })
         .then(function (r) { return r.text(); })
-        .then(function (html) { target.innerHTML = html; });
+        .then(function (html) {
+          if (mine !== latest) return; // a newer answer is on its way: drop this older one
+          target.innerHTML = html;
+          target.setAttribute("aria-busy", "false");
+        });
     }
     form.addEventListener("input", function () {
       clearTimeout(timer);

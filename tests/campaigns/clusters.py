@@ -1,5 +1,6 @@
 """Real `manage.py qcluster` processes on the test database, for the chaos and scale-out tests."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -43,10 +44,17 @@ def run_in_django(code: str, **env_overrides: str) -> None:
 
 
 def stop(process: subprocess.Popen, sig=signal.SIGTERM) -> None:
+    """Stop a cluster: SIGTERM to its main process (it stops its workers in order, in
+    about a second; signalled as a whole group it does not exit), SIGKILL to the
+    whole group for a crash, and SIGKILL for whatever is left either way."""
     if process.poll() is None:
-        os.killpg(process.pid, sig)
-        try:
+        if sig == signal.SIGTERM:
+            process.send_signal(sig)
+        else:
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(5)

@@ -118,8 +118,9 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready: {Operator.objects.count()} operators, {Client.objects.count()} clients.\n"
-                f"Log in at http://127.0.0.1:8000/admin/ as admin / {password}\n"
-                f"(marketer and consent use the same password; they see {operators[0].name} only)"
+                f"Log in at http://127.0.0.1:8000/ as marketer / {password} (campaigns),\n"
+                f"consent / {password} (client consent) or admin / {password} (everything).\n"
+                f"marketer and consent see {operators[0].name} only."
             )
         )
 

@@ -1,0 +1,173 @@
+"""Browser tests: Playwright drives Debian's Chromium against pytest-django's live_server.
+
+Playwright cannot download a browser offline, so every launch names
+/usr/bin/chromium (`make test` installs it when it is missing). The tests run
+as root, where Chromium's sandbox refuses to start: hence --no-sandbox.
+
+Data must be committed for the live server's thread to see it, so the tests
+use `pytest.mark.django_db(transaction=True)`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+FAILURES = Path(tempfile.gettempdir()) / "cascade-browser-failures"
+TIMEOUT_MS = 15_000
+VIEWPORT = {"width": 1280, "height": 900}
+
+ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+def _is_browser_test(item: pytest.Item | None) -> bool:
+    return item is not None and HERE in Path(item.path).resolve().parents
+
+
+def pytest_collection_modifyitems(config, items):
+    if CHROMIUM.exists():
+        return
+    skip = pytest.mark.skip(
+        reason=f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium; "
+        "`make test` installs it)"
+    )
+    for item in items:
+        if _is_browser_test(item):
+            item.add_marker(skip)
+
+
+class Chromium:
+    """One Chromium for the whole session, started by the first browser test and stopped
+    right after the last one (see pytest_runtest_teardown below).
+
+    Playwright's sync API runs an asyncio event loop in the main thread (the
+    test's code runs on a greenlet beside it), so while it runs Django sees a
+    running loop and raises SynchronousOnlyOperation for every ORM call: the
+    test's own, its fixtures', and pytest-django's flush after the test. Those
+    calls never run *inside* the loop, so allowing them is safe, and
+    DJANGO_ALLOW_ASYNC_UNSAFE=true (read at call time) does that. It is set for
+    exactly as long as Playwright runs, not for the whole session: subprocesses
+    copy the environment, and `manage.py check --deploy` rightly fails when it
+    finds the variable (tests/config/test_settings.py). An explicit value is
+    kept. Stopping Playwright early also lets later tests use asyncio again.
+    """
+
+    def __init__(self) -> None:
+        self._playwright = None
+        self._browser: Browser | None = None
+        self._saved_env: str | None = None
+
+    def get(self) -> Browser:
+        if self._browser is None:
+            self._saved_env = os.environ.get(ASYNC_UNSAFE)
+            os.environ.setdefault(ASYNC_UNSAFE, "true")
+            self._playwright = sync_playwright().start()
+            self._browser = self._playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
+            )
+        return self._browser
+
+    def stop(self) -> None:
+        if self._browser is not None:
+            self._browser.close()
+            self._playwright.stop()
+            self._browser = self._playwright = None
+            if self._saved_env is None:
+                os.environ.pop(ASYNC_UNSAFE, None)
+            else:
+                os.environ[ASYNC_UNSAFE] = self._saved_env
+
+
+_chromium = Chromium()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    yield _chromium
+    _chromium.stop()
+
+
+@pytest.hookimpl(trylast=True)  # after every fixture's teardown, the database flush too
+def pytest_runtest_teardown(item, nextitem):
+    if not _is_browser_test(nextitem):
+        _chromium.stop()
+
+
+_page_errors = pytest.StashKey[list]()  # JavaScript errors of a test's page
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, save what the browser showed and name the file in the report."""
+    report = yield
+    page = item.funcargs.get("page") if hasattr(item, "funcargs") else None
+    if report.when == "call" and report.failed and page is not None and not page.is_closed():
+        FAILURES.mkdir(parents=True, exist_ok=True)
+        path = FAILURES / (re.sub(r"[^\w.-]+", "_", item.name) + ".png")
+        try:
+            page.screenshot(path=path, full_page=True)
+        except Exception as error:  # the browser may be what broke
+            report.sections.append(("browser", f"No screenshot: {error}"))
+        else:
+            report.sections.append(("browser", f"Screenshot: {path}\nURL: {page.url}"))
+        errors = item.stash.get(_page_errors, [])
+        if errors:
+            report.sections.append(("browser JavaScript errors", "\n".join(errors)))
+    return report
+
+
+@pytest.fixture
+def page(chromium, request) -> Page:
+    """A fresh browser context (no cookies) per test, 1280 x 900."""
+    context = chromium.get().new_context(viewport=VIEWPORT, locale="en-GB")
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors = request.node.stash.setdefault(_page_errors, [])
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+
+
+def sign_in(page: Page, live_server, username: str) -> None:
+    """Sign in through the real login form; the persona's password is pw-<username>."""
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(f"pw-{username}")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("header .user")).to_have_text(username)
+
+
+@pytest.fixture
+def login():
+    """`login(page, live_server, username)`: sign in as a persona through the login form."""
+    return sign_in
+
+
+@pytest.fixture
+def screenshot(tmp_path):
+    """`screenshot(page, "builder")` takes a page's picture for the README.
+
+    Into docs/screenshots/ with CASCADE_SCREENSHOTS=1 (how the README's are
+    refreshed), else into the test's temp dir, so a plain `make test` leaves
+    the working tree clean.
+    """
+
+    def take(page: Page, name: str, *, full_page: bool = True) -> Path:
+        folder = SCREENSHOTS if os.environ.get("CASCADE_SCREENSHOTS") == "1" else tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.png"
+        page.screenshot(path=path, full_page=full_page, animations="disabled")
+        return path
+
+    return take
