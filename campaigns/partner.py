@@ -91,9 +91,17 @@ class SendOutcome:
     refusal_text: str = ""
 
 
+CREDENTIAL_FIELDS = ("Operator", "Token", "SiteCode")
+
+
 def request_digest(request: dict) -> str:
-    """A digest of the request's meaning, so JSON, XML and form retries compare alike."""
-    canonical = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
+    """A digest of the request's meaning, so JSON, XML and form retries compare alike.
+
+    The credential is left out: retries are looked up per credential anyway, and
+    a stored hash of a request holding the Token would be a guessing target.
+    """
+    meaning = {key: value for key, value in request.items() if key not in CREDENTIAL_FIELDS}
+    canonical = json.dumps(meaning, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -113,6 +113,14 @@ class ClientAdminForm(forms.ModelForm):
         model = Client
         fields = "__all__"  # noqa: DJ007 - the admin's fieldsets choose what is shown
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The page posts back the consent it showed, so `changed_data` names only the flags
+        # this admin changed, not those the API changed while the form was open.
+        for flag in CONSENT_FLAGS:
+            if flag in self.fields:
+                self.fields[flag].show_hidden_initial = True
+
     def clean_phone(self):
         phone = self.cleaned_data.get("phone", "")
         if not phone:
@@ -192,12 +200,14 @@ class ClientAdmin(OperatorScopedAdmin):
     def save_model(self, request, obj, form, change):
         # Consent goes through the service so the history is written; the rest of
         # the row is saved as usual.
-        wanted = {flag: form.cleaned_data[flag] for flag in CONSENT_FLAGS}
+        changed = [flag for flag in CONSENT_FLAGS if flag in form.changed_data]
+        wanted = {flag: form.cleaned_data[flag] for flag in changed}
         reason = form.cleaned_data.get("consent_reason", "")
         if change:
-            for flag in CONSENT_FLAGS:
-                setattr(obj, flag, form.initial.get(flag, False))
-            super().save_model(request, obj, form, change)
+            # Only the service writes the consent columns (locked, with history): the row's
+            # save leaves them out, so an API change made meanwhile is not overwritten.
+            fields = [f.name for f in obj._meta.concrete_fields if not f.primary_key]
+            obj.save(update_fields=[name for name in fields if name not in CONSENT_FLAGS])
             services.change_consent(
                 client_id=obj.pk,
                 flags=wanted,
@@ -205,8 +215,7 @@ class ClientAdmin(OperatorScopedAdmin):
                 changed_by=request.user,
                 reason=reason,
             )
-            for flag, value in wanted.items():
-                setattr(obj, flag, value)
+            obj.refresh_from_db(fields=CONSENT_FLAGS)
         else:
             super().save_model(request, obj, form, change)
             services.record_initial_consent(

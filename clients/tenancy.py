@@ -1,6 +1,7 @@
 """Keeping each operator's staff inside their own operator in the admin."""
 
 from django.contrib import admin
+from django.contrib.admin.utils import get_fields_from_path
 from django.db import models
 
 from clients.models import Operator
@@ -32,6 +33,19 @@ class OperatorScopedAdmin(admin.ModelAdmin):
         if operator_ids is None:
             return queryset
         return queryset.filter(**{f"{self.operator_path}__in": operator_ids})
+
+    def get_list_filter(self, request):
+        list_filter = super().get_list_filter(request)
+        if self._operator_ids(request) is None:
+            return list_filter
+        # Django's related filter offers every row of the related table (every operator,
+        # every provider account); staff are offered only what their own rows point at.
+        return [
+            (item, admin.RelatedOnlyFieldListFilter)
+            if isinstance(item, str) and get_fields_from_path(self.model, item)[-1].is_relation
+            else item
+            for item in list_filter
+        ]
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         operator_ids = self._operator_ids(request)

@@ -3,6 +3,7 @@ import json
 from django import forms
 from django.contrib import admin
 
+from clients.models import Operator
 from clients.tenancy import OperatorScopedAdmin
 from providers.models import ChannelRoute, ProviderAccount
 
@@ -50,6 +51,12 @@ class ChannelRouteInline(admin.TabularInline):
     fk_name = "account"
     fields = ["channel", "priority", "cost_per_part", "operator"]
     extra = 0
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        # As in OperatorScopedAdmin: staff pick only operators they work in.
+        if db_field.name == "operator" and not request.user.is_superuser:
+            kwargs["queryset"] = Operator.objects.filter(members__user=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(ProviderAccount)

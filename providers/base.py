@@ -15,6 +15,7 @@ swallow it.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -195,10 +196,12 @@ class Backend:
             ) from error
         except requests.ConnectionError as error:
             raise ProviderError(
-                f"{self.name}: connection failed: {error}", permanent=False
+                f"{self.name}: connection failed: {without_query(error)}", permanent=False
             ) from error
         except requests.RequestException as error:
-            raise ProviderError(f"{self.name}: request failed: {error}", permanent=False) from error
+            raise ProviderError(
+                f"{self.name}: request failed: {without_query(error)}", permanent=False
+            ) from error
         if response.status_code >= 500 or response.status_code == 429:
             raise ProviderError(
                 f"{self.name}: gateway answered HTTP {response.status_code}",
@@ -207,6 +210,12 @@ class Backend:
                 response_text=response.text[:2000],
             )
         return response
+
+
+def without_query(error: Exception) -> str:
+    """The error's text without query strings: requests repeats the URL, and the query of a
+    GET gateway holds the login, password or token (and our callback URL with its secret)."""
+    return re.sub(r"\?[^\s'\"]*", "?…", str(error))
 
 
 _sessions: dict[tuple[Any, ...], requests.Session] = {}

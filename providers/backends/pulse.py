@@ -470,7 +470,8 @@ class Backend(BaseBackend):
             raise ValueError("1-pulse callback without a message id")
         if not status:
             raise ValueError("1-pulse callback without a status")
-        raw = request.get_full_path()
+        # The query only: the path holds the account's callback secret.
+        raw = "?" + request.META.get("QUERY_STRING", "")
         if body:
             raw += "\n" + body.decode("utf-8", errors="replace")
         return [

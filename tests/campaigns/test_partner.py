@@ -12,6 +12,13 @@ from providers.models import ChannelRoute, ProviderAccount
 from tests.conftest import make_client
 
 
+def test_the_digest_leaves_the_credential_out():
+    request = {"Client": 1, "TextMessage": "Hi"}
+    assert partner.request_digest({**request, "Token": 123456789012345678, "Operator": 3}) == (
+        partner.request_digest(request)
+    )
+
+
 def test_the_digest_ignores_key_order_and_format_details():
     a = partner.request_digest({"Client": 1, "TextMessage": "Hi", "Files": []})
     b = partner.request_digest({"TextMessage": "Hi", "Files": [], "Client": 1})
