@@ -58,6 +58,7 @@ from clients.phones import normalize_phone
 from providers.status import DeliveryStatus
 
 RETRY_WINDOW = timedelta(seconds=60)
+MAX_EMAIL_LENGTH = 254  # RFC 5321's limit, and Message.email's
 ONE_OFF_TTL_MINUTES = 24 * 60
 RECIPIENT_FIELDS = ("Client", "Person", "Phone", "Email", "Leads", "Subscriber", "User", "ChatId")
 
@@ -231,6 +232,20 @@ def _phone(value, field: str) -> str:
         ) from error
 
 
+def _email(value) -> str:
+    email = (value or "").strip()
+    if not email:
+        return ""
+    try:
+        if len(email) > MAX_EMAIL_LENGTH:
+            raise ValidationError("too long")
+        validate_email(email)
+    except ValidationError as error:
+        shown = email if len(email) <= 60 else email[:57] + "..."
+        raise PartnerRequestError(f"Email {shown!r} is not valid.", field="Email") from error
+    return email
+
+
 @dataclass
 class Recipient:
     key: str
@@ -249,6 +264,7 @@ def _recipient(operator_id: int, request: dict) -> Recipient:
             field=None,
         )
     clients = Client.objects.filter(operator_id=operator_id)
+    email = _email(request.get("Email"))  # checked even beside a Phone: it may become the address
     for field in ("Client", "Person"):
         if request.get(field) is not None:
             client = clients.filter(pk=request[field]).first()
@@ -262,17 +278,14 @@ def _recipient(operator_id: int, request: dict) -> Recipient:
             f"client:{client.pk}" if client else f"phone:{phone}",
             client,
             phone,
-            (client.email if client else "") or (request.get("Email") or ""),
+            (client.email if client else "") or email,
         )
-    if request.get("Email"):
-        email = request["Email"].strip()
-        try:
-            validate_email(email)
-        except ValidationError as error:
-            raise PartnerRequestError(f"Email {email!r} is not valid.", field="Email") from error
+    if email:
         client = clients.filter(email__iexact=email).order_by("pk").first()
+        # Keys are at most 100 characters; an address may be 254.
+        key = f"email:{hashlib.sha256(email.lower().encode()).hexdigest()}"
         return Recipient(
-            f"client:{client.pk}" if client else f"email:{email.lower()}",
+            f"client:{client.pk}" if client else key,
             client,
             client.phone if client else "",
             client.email if client else email,

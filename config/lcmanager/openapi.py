@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 
 from config.lcmanager import codes
 from config.lcmanager.schemas import openapi_schema
@@ -47,17 +47,40 @@ def _examples(stem: str, *, response: bool = False) -> list[OpenApiExample]:
     ]
 
 
+def _query_parameters(contract) -> list[OpenApiParameter]:
+    return [
+        OpenApiParameter(
+            name,
+            type={k: v for k, v in schema.items() if k not in ("xml", "description")},
+            location=OpenApiParameter.QUERY,
+            description=schema.get("description", ""),
+        )
+        for name, schema in openapi_schema(contract)["properties"].items()
+    ]
+
+
 def describe(
-    *, request_contract, response_contract, summary: str, description: str, stem: str = ""
+    *,
+    request_contract,
+    response_contract,
+    summary: str,
+    description: str,
+    stem: str = "",
+    in_query: bool = False,
 ):
+    """`in_query`: the request's fields are query parameters (a GET) rather than a body."""
     request_schema = openapi_schema(request_contract)
     response_schema = openapi_schema(response_contract)
     return extend_schema(
         summary=summary,
         description=f"{description}\n\nErrorCode values:\n{ERROR_TABLE}",
-        request={**{t: request_schema for t in REQUEST_TYPES}, FORM: request_schema},
+        request=None
+        if in_query
+        else {**{t: request_schema for t in REQUEST_TYPES}, FORM: request_schema},
+        parameters=_query_parameters(request_contract) if in_query else None,
+        # The answer comes in the request's own media type (see negotiation.py), text/ ones too.
         responses={
-            status: OpenApiResponse(response=response_schema, description=text)
+            (status, *REQUEST_TYPES): OpenApiResponse(response=response_schema, description=text)
             for status, text in (
                 (200, "ErrorCode 0"),
                 (400, "Invalid or unreadable request"),

@@ -197,7 +197,7 @@ def _charset(media_type: str | None) -> str | None:
 def _codec(name: str) -> str:
     try:
         codec = codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         codec = ""
     if codec not in _ENCODINGS:
         raise ParseError(f"The body's encoding {name!r} is not supported; send UTF-8.")

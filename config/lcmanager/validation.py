@@ -175,7 +175,8 @@ def _decimal(value: Any, path: str) -> Decimal:
             f"got {_describe(value)}.",
             field=path,
         )
-    if number.adjusted() > 28 or abs(number) > DECIMAL_MAX:
+    # copy_abs, not abs(): abs() rounds to the context's 28 digits, and decimal.MaxValue has 29.
+    if number.adjusted() > 28 or number.copy_abs() > DECIMAL_MAX:
         raise FormatError(
             f"{path} must be between -{DECIMAL_MAX} and {DECIMAL_MAX}, got {_describe(value)}.",
             field=path,

@@ -234,6 +234,7 @@ class MessageStatusView(LCManagerView):
         response_contract=MESSAGE_STATUS_RESPONSE,
         summary="Where a MessageId has got to (Cascade's extension)",
         description="Query parameters MessageId, Operator, Token or SiteCode.",
+        in_query=True,
     )
     def get(self, request):
         return self.status(request.query_params.dict())

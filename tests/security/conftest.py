@@ -118,6 +118,8 @@ def markers(objects: dict, *, min_length: int = 4) -> dict[str, str]:
         ]
         for field, value in candidates:
             text = "" if value is None else str(value)
+            if field == "str" and text.isdigit():
+                continue  # a row shown by its bare id (a list entry): any number on a page matches
             if len(text) >= min_length:
                 found.setdefault(text, f"{label}.{field}")
     return found
