@@ -2,10 +2,26 @@
 
 import glob
 import os
+import pwd
 import shutil
 import socket
 import subprocess
 import tempfile
+
+from bench.common import apt_install
+
+
+def install_if_missing() -> None:
+    """Debian's PostgreSQL server, installed the way scripts/pg_temp.sh does when it is missing."""
+    if glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        return
+    apt_install("postgresql")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+            subprocess.run([useradd, "--system", "--no-create-home", "postgres"], check=True)
 
 
 class TempPostgres:
@@ -42,26 +58,7 @@ class TempPostgres:
             check=True,
             capture_output=True,
         )
-        options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=512MB"
-        )
-        subprocess.run(
-            [
-                *self.as_owner,
-                f"{self.bin}/pg_ctl",
-                "-D",
-                data,
-                "-l",
-                f"{self.dir}/log",
-                "-w",
-                "-s",
-                "start",
-                "-o",
-                options,
-            ],
-            check=True,
-        )
+        self.start_server()
         subprocess.run(
             [
                 f"{self.bin}/createdb",
@@ -76,6 +73,52 @@ class TempPostgres:
             check=True,
         )
         return f"postgres://cascade@127.0.0.1:{self.port}/cascade"
+
+    def start_server(self) -> None:
+        """Start the server on the existing data directory (same port, same options)."""
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=512MB"
+        )
+        subprocess.run(
+            [
+                *self.as_owner,
+                f"{self.bin}/pg_ctl",
+                "-D",
+                os.path.join(self.dir, "data"),
+                "-l",
+                f"{self.dir}/log",
+                "-w",
+                "-s",
+                "start",
+                "-o",
+                options,
+            ],
+            check=True,
+        )
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server but keep its data: `fast` rolls back open transactions and
+        disconnects every client, then writes a shutdown checkpoint, so every commit
+        that was acknowledged survives (unlike `immediate`, with synchronous_commit off)."""
+        subprocess.run(
+            [
+                *self.as_owner,
+                f"{self.bin}/pg_ctl",
+                "-D",
+                os.path.join(self.dir, "data"),
+                "-m",
+                mode,
+                "-w",
+                "-s",
+                "stop",
+            ],
+            check=True,
+        )
+
+    def restart(self, mode: str = "fast") -> None:
+        self.stop_server(mode)
+        self.start_server()
 
     def stop(self) -> None:
         subprocess.run(
