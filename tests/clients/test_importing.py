@@ -1,10 +1,11 @@
 import io
-import time
 import zipfile
 from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from openpyxl import Workbook
 
 from clients import services
@@ -191,7 +192,7 @@ def test_an_unattached_card_is_given_to_the_client_and_its_bonus_set(sunrise, co
     assert (card.client, card.bonus) == (anna, Decimal("42"))
 
 
-def test_ten_thousand_rows_import_in_seconds(sunrise, connie):
+def test_ten_thousand_rows_import_set_based(sunrise, connie):
     # 2,000 clients exist (their email consent flips); 8,000 are new (SMS consent on).
     Client.objects.bulk_create(
         [Client(operator=sunrise, phone=f"7912{i:07d}") for i in range(2_000)]
@@ -199,15 +200,16 @@ def test_ten_thousand_rows_import_in_seconds(sunrise, connie):
     lines = ["phone,first_name,card,allow_sms,allow_email"]
     lines += [f"7912{i:07d},Name{i},{100_000 + i},yes,1" for i in range(10_000)]
     upload = csv_file("\n".join(lines) + "\n")
-    started = time.monotonic()
-    result = run_import(sunrise, upload, connie)
-    elapsed = time.monotonic() - started
+    # Speed is a benchmark matter; what a test can hold is that the work is set-based:
+    # a per-row query would mean 10,000 or more.
+    with CaptureQueriesContext(connection) as queries:
+        result = run_import(sunrise, upload, connie)
+    assert len(queries.captured_queries) < 500
     assert (result.created, result.updated) == (8_000, 2_000)
     assert result.consent_changes == 8_000 * 2 + 2_000 * 2
     assert Client.objects.filter(operator=sunrise).count() == 10_000
     assert Card.objects.filter(operator=sunrise).count() == 10_000
     assert ConsentChange.objects.filter(source="import").count() == 20_000
-    assert elapsed < 10, f"took {elapsed:.1f}s"
 
 
 def test_a_csv_field_too_large_to_read_is_a_file_error():
