@@ -41,6 +41,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -147,6 +148,30 @@ X_FRAME_OPTIONS = "DENY"
 if env_bool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# Content-Security-Policy (config/middleware.py). Scripts only from our own files: the
+# pages pass server data in data-* attributes or json_script, never in inline code.
+# Styles may be inline: progress bars and the funnel take their widths from the server
+# in style="width: …%" (so they are right without JavaScript), and an inline style cannot
+# run code. Images from any https: address, because a Viber template's preview shows its
+# image from where the gateway will fetch it. CASCADE_CSP="" sends no policy (e.g. to use
+# the buttons of Django's DEBUG error page, which are inline scripts).
+CASCADE_CSP = env_str(
+    "CASCADE_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: https:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+)
+CASCADE_CSP_BY_VIEW = {
+    # drf-spectacular's Swagger UI starts itself with an inline script (the schema's URL
+    # and the CSRF token are written into it). The page shows only the public API schema,
+    # and the one request value in that script (?lang=) is URL-encoded and escaped, so this
+    # one page may run inline scripts. (SpectacularSwaggerSplitView would serve the script
+    # as a file instead, at the price of a second request.)
+    "api-docs": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+}
+
 # 4 MiB: a partner's 10,000-row CardPhoneClientList in XML is about 3 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 4 * 1024 * 1024, minimum=1024)
 
@@ -206,6 +231,26 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # A webhook's path holds its secret (config/logging.py).
+    "filters": {"redact_webhook_secrets": {"()": "config.logging.RedactWebhookSecrets"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_webhook_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # The two loggers that write request paths redact them before any handler sees the
+    # record: a handler added later (an error tracker, pytest's caplog) gets it clean too.
+    # Both pass their records on to the root's console, like every other logger; Django's
+    # own default for django.server (its own handler, propagate off) is replaced here.
+    "loggers": {
+        "django.request": {"filters": ["redact_webhook_secrets"], "propagate": True},
+        "django.server": {
+            "filters": ["redact_webhook_secrets"],
+            "level": "NOTSET",
+            "propagate": True,
+        },
+    },
 }
