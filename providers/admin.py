@@ -1,11 +1,13 @@
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from clients.models import Operator
 from clients.tenancy import OperatorScopedAdmin
+from providers import services
 from providers.models import ChannelRoute, ProviderAccount
+from providers.webhooks import callback_url
 
 
 def mask_secret(value) -> str:
@@ -20,7 +22,11 @@ def masked_credentials(credentials: dict) -> dict:
 
 
 class ProviderAccountForm(forms.ModelForm):
-    """Credentials are write-only: the form never echoes secrets back to the browser."""
+    """Credentials and callback secrets are write-only: the form never echoes them to the browser.
+
+    Callback secrets are not typed in at all: they are generated, and rotated
+    with the two checkboxes (or the actions on the list).
+    """
 
     base_url = forms.URLField(required=False, assume_scheme="https")
     new_credentials = forms.JSONField(
@@ -29,10 +35,22 @@ class ProviderAccountForm(forms.ModelForm):
         help_text='JSON, e.g. {"login": "…", "password": "…"}. Leave empty to keep the current ones.',
         widget=forms.Textarea(attrs={"rows": 3}),
     )
+    add_callback_secret = forms.BooleanField(
+        required=False,
+        label="Add a new callback secret",
+        help_text="New callback URLs use it at once; the old secrets are still accepted until "
+        "retired. The new callback URL is shown once, after saving.",
+    )
+    retire_old_callback_secrets = forms.BooleanField(
+        required=False,
+        label="Retire old secrets",
+        help_text="Keep only the current secret: callbacks signed with the others are refused. "
+        "Together with the box above only the new one is kept (after a leak).",
+    )
 
     class Meta:
         model = ProviderAccount
-        exclude = ["credentials"]  # noqa: DJ006 - write-only secrets, see new_credentials
+        exclude = ["credentials", "callback_secrets"]  # noqa: DJ006 - write-only, see above
 
     def save(self, commit=True):
         account = super().save(commit=False)
@@ -76,12 +94,80 @@ class ProviderAccountAdmin(OperatorScopedAdmin):
     list_filter = ["backend", "enabled", "operator"]
     list_select_related = ["operator"]
     search_fields = ["name"]
-    readonly_fields = ["current_credentials", "created_at", "updated_at"]
+    readonly_fields = [
+        "current_credentials",
+        "masked_callback_url",
+        "callback_secret_hints",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [ChannelRouteInline]
+    # Not named like the form's checkboxes: a view-only page would look those names up here.
+    actions = ["add_callback_secret_to_selected", "retire_old_callback_secrets_of_selected"]
 
     @admin.display(description="Current credentials")
     def current_credentials(self, obj):
         return json.dumps(masked_credentials(obj.credentials), ensure_ascii=False)
+
+    @admin.display(description="Callback URL")
+    def masked_callback_url(self, obj):
+        url = callback_url(obj) if obj.pk else ""
+        if not url:
+            return "None yet: a secret is generated when the account is saved."
+        current = obj.callback_secrets[0]
+        return url.removesuffix(f"{current}/") + f"{services.secret_hint(current)}/"
+
+    @admin.display(description="Callback secrets")
+    def callback_secret_hints(self, obj):
+        hints = [services.secret_hint(secret) for secret in obj.callback_secrets or []]
+        if not hints:
+            return "None"
+        old = [f"{hint} (old, still accepted)" for hint in hints[1:]]
+        return ", ".join([f"{hints[0]} (current)", *old])
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fields
+        # These only take input; a reader would see "None" in each.
+        write_only = {"new_credentials", "add_callback_secret", "retire_old_callback_secrets"}
+        return [field for field in fields if field not in write_only]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        # Without a secret every callback is refused, so an account always gets one.
+        if form.cleaned_data.get("add_callback_secret") or not obj.callback_secrets:
+            obj.callback_secrets = services.add_callback_secret(account_id=obj.pk).callback_secrets
+            self.show_new_callback_url(request, obj)
+        if form.cleaned_data.get("retire_old_callback_secrets"):
+            account = services.retire_old_callback_secrets(account_id=obj.pk)
+            obj.callback_secrets = account.callback_secrets
+
+    def show_new_callback_url(self, request, account):
+        # The one moment the full secret is shown, as when a partner token is issued.
+        messages.warning(
+            request,
+            f"New callback URL for {account}: {callback_url(account)} — give it to the gateway "
+            "now; it is not shown again (only its first characters are).",
+        )
+
+    @admin.action(description="Add a new callback secret", permissions=["change"])
+    def add_callback_secret_to_selected(self, request, queryset):
+        for account_id in queryset.values_list("pk", flat=True):
+            account = services.add_callback_secret(account_id=account_id)
+            hint = services.secret_hint(account.callback_secrets[0])
+            self.log_change(request, account, f"Added a new callback secret {hint}")
+            self.show_new_callback_url(request, account)
+
+    @admin.action(description="Retire old callback secrets", permissions=["change"])
+    def retire_old_callback_secrets_of_selected(self, request, queryset):
+        for account_id in queryset.values_list("pk", flat=True):
+            account = services.retire_old_callback_secrets(account_id=account_id)
+            hints = self.callback_secret_hints(account)
+            self.log_change(request, account, f"Retired old callback secrets; kept {hints}")
+        self.message_user(
+            request, "Old callback secrets retired; only the current one is accepted."
+        )
 
 
 @admin.register(ChannelRoute)

@@ -24,6 +24,7 @@ from clients.models import ApiCredential
 from clients.services import issue_credential, revoke_credential
 from providers.models import ChannelRoute, ProviderAccount
 from providers.status import DeliveryStatus
+from providers.webhooks import callback_url
 from tests.forms import form_fields
 from tests.security.conftest import tenant_models
 from tests.security.urlwalk import page_urls
@@ -180,16 +181,32 @@ def test_new_credentials_saved_in_the_admin_are_kept_but_never_echoed(client, al
     assert account.credentials["password"] == new_password
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ProviderAccountAdmin shows callback_secrets as an editable JSON field, in full, "
-    "to everyone who may view provider accounts (marketers too); see the report",
-)
 @pytest.mark.parametrize("persona", ["alice", "mark"])
 def test_the_admin_never_shows_webhook_secrets_in_full(client, request, world, accounts, persona):
     client.force_login(request.getfixturevalue(persona))
     for url in provider_admin_pages(accounts["gateway"]):
         assert not exposed(client.get(url).content, CALLBACK_SECRETS), url
+
+
+def test_a_new_callback_url_is_shown_once_and_afterwards_only_by_its_hint(client, alice, accounts):
+    """Like a partner token: the admin who rotates sees the new URL once, then nobody does."""
+    client.force_login(alice)
+    gateway = accounts["gateway"]
+    url = admin_url(ProviderAccount, "change", gateway.pk)
+    data = form_fields(client.get(url).content.decode(), form_id="provideraccount_form")
+    client.post(url, {**data, "add_callback_secret": "on"})
+    gateway.refresh_from_db()
+    new = gateway.callback_secrets[0]
+    assert gateway.callback_secrets[1:] == [GATEWAY_CALLBACK, GATEWAY_CALLBACK_OLD]
+    # The page after the save carries the one-time message with the full URL…
+    assert (
+        callback_url(gateway)
+        in client.get(admin_url(ProviderAccount, "changelist")).content.decode()
+    )
+    # …and no page after that shows any of the secrets.
+    for page in provider_admin_pages(gateway):
+        assert not exposed(client.get(page).content, (new, *CALLBACK_SECRETS)), page
+    assert f"{new[:4]}… (current)" in client.get(url).content.decode()
 
 
 def test_a_partner_token_is_shown_once_and_afterwards_only_by_its_hint(client, alice, sunrise):
@@ -341,8 +358,6 @@ def test_a_removed_webhook_secret_is_refused_at_once(client, accounts):
     # A new secret put first signs new callback URLs at once, and the previous one still works.
     gateway.callback_secrets = [GATEWAY_CALLBACK_OLD + "x", GATEWAY_CALLBACK]
     gateway.save()
-    from providers.webhooks import callback_url
-
     assert callback_url(gateway).endswith(f"/{GATEWAY_CALLBACK_OLD}x/")
     assert client.post(webhook(gateway, GATEWAY_CALLBACK)).status_code == 200
 
