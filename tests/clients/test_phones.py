@@ -1,3 +1,4 @@
+import phonenumbers
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -28,3 +29,50 @@ def test_it_rejects_what_is_not_a_phone_number(raw):
 
 def test_region_can_be_chosen_per_call():
     assert normalize_phone("020 7946 0958", region="GB") == "442079460958"
+
+
+def every_regions_example_number() -> list[str]:
+    numbers = set()
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        for kind in phonenumbers.PhoneNumberType.values():
+            number = phonenumbers.example_number_for_type(region, kind)
+            if number is not None:
+                numbers.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return sorted(numbers)
+
+
+def test_stored_digits_with_their_plus_put_back_normalize_to_themselves():
+    """What a form must show for a stored phone: "+" + digits reads back exactly."""
+    changed = {}
+    for international in every_regions_example_number():
+        stored = normalize_phone(international)
+        if normalize_phone(f"+{stored}") != stored:
+            changed[international] = stored
+    assert not changed
+
+
+@pytest.mark.parametrize(
+    ("digits", "russian", "foreign"),
+    [
+        ("9607712345", "79607712345", "Maldives +960 771-2345"),
+        ("4721234567", "74721234567", "Norway +47 21 23 45 67"),
+        ("4951234567", "74951234567", "Germany +49 5123 4567"),
+        ("84912345678", "74912345678", "Vietnam +84 912 345 678"),
+    ],
+)
+def test_bare_digits_that_read_both_ways_are_read_as_a_russian_national_number(
+    digits, russian, foreign
+):
+    """Ten digits, or eleven after an 8, are how people here write Russian numbers.
+
+    The same digits are also a foreign number's stored form (as the third column
+    says), so stored digits must not go back through normalize_phone without their
+    "+": the string alone cannot tell the two apart.
+    """
+    assert normalize_phone(digits) == russian
+    assert normalize_phone(f"+{digits}") == digits
+
+
+def test_the_operators_region_decides_for_its_own_country_code():
+    assert normalize_phone("4721234567", region="NO") == "4721234567"
+    assert normalize_phone("79161234567", region="NO") == "79161234567"
