@@ -120,6 +120,11 @@ class ClientAdminForm(forms.ModelForm):
         for flag in CONSENT_FLAGS:
             if flag in self.fields:
                 self.fields[flag].show_hidden_initial = True
+        if self.instance.phone and "phone" in self.fields:
+            # Stored digits are E.164 without the '+'. Shown bare, a saved-again foreign
+            # number could read as a Russian one (Norway's 4721234567 is also a Belgorod
+            # number); with the '+' it reads back unchanged.
+            self.initial["phone"] = f"+{self.instance.phone}"
 
     def clean_phone(self):
         phone = self.cleaned_data.get("phone", "")

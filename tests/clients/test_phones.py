@@ -2,6 +2,7 @@ import phonenumbers
 import pytest
 from django.core.exceptions import ValidationError
 
+from clients.models import Client
 from clients.phones import normalize_phone
 
 
@@ -76,3 +77,19 @@ def test_bare_digits_that_read_both_ways_are_read_as_a_russian_national_number(
 def test_the_operators_region_decides_for_its_own_country_code():
     assert normalize_phone("4721234567", region="NO") == "4721234567"
     assert normalize_phone("79161234567", region="NO") == "79161234567"
+
+
+def test_saving_a_foreign_clients_admin_page_unchanged_keeps_the_number(client, alice, sunrise):
+    from tests.forms import form_fields
+
+    # Norway's +47 21 23 45 67 is stored as 4721234567, also a Belgorod number read bare.
+    norwegian = Client.objects.create(operator=sunrise, phone="4721234567", first_name="Ola")
+    client.force_login(alice)
+    url = f"/admin/clients/client/{norwegian.pk}/change/"
+    data = form_fields(client.get(url).content.decode(), form_id="client_form")
+    assert data["phone"] == "+4721234567"
+    data["consent_reason"] = ""
+    response = client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    norwegian.refresh_from_db()
+    assert norwegian.phone == "4721234567"

@@ -6,8 +6,9 @@
   which FormatError is one) or RequestDataTooBig.
 - `normalize_phone`: every written form of a Russian number gives the same
   digits, and normalizing those again changes nothing; any input gives valid
-  E.164 digits or a ValidationError. (Not every stored foreign number survives
-  a second pass: a strict xfail pins that bug.)
+  E.164 digits or a ValidationError. Bare stored digits can be ambiguous (a
+  foreign number that is also a Russian national form), so the admin shows
+  them with their '+', and every region's example number reads back the same.
 - `sms_segments` and `highlight` against independent oracles.
 - `can_move`: applied to any sequence of statuses, the end state is the one a
   plain model of the rules predicts (first final status wins, delivered may
@@ -50,6 +51,8 @@ from campaigns.preview import (
     sms_segments,
 )
 from campaigns.statuses import apply_status_events
+from clients.admin import ClientAdminForm
+from clients.models import Client
 from clients.phones import normalize_phone
 from config.lcmanager.extension import MESSAGE_STATUS_REQUEST
 from config.lcmanager.parsers import (
@@ -562,23 +565,16 @@ def every_regions_example_numbers() -> list[str]:
     return sorted(numbers)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (clients/admin.py): a foreign number's stored digits can also read as a Russian "
-        "national number, e.g. +47 21 23 45 67 -> '4721234567' -> '74721234567'; the admin "
-        "re-normalizes the stored phone on every save. Not fixable in normalize_phone: 29 "
-        "example numbers are digit for digit a form the Russian properties above pin (ten "
-        "digits, or 8 and ten), e.g. Maldives '9607712345' is the mobile 960 771-23-45. The "
-        "fix is to give stored digits back with their '+' (tests/clients/test_phones.py)."
-    ),
-)
-def test_normalizing_any_stored_number_again_changes_nothing():
+def test_the_admin_gives_every_stored_number_back_in_a_form_that_reads_the_same():
+    # Bare stored digits are ambiguous (29 example numbers are also a Russian national
+    # form, e.g. Maldives 9607712345 is the mobile 960 771-23-45), so the admin shows
+    # them with their '+'; normalizing what it shows must give the stored digits back.
     changed = {}
     for international in every_regions_example_numbers():
         stored = normalize_phone(international)
-        if normalize_phone(stored) != stored:
-            changed[international] = normalize_phone(stored)
+        shown = ClientAdminForm(instance=Client(phone=stored)).initial["phone"]
+        if normalize_phone(shown) != stored:
+            changed[international] = normalize_phone(shown)
     assert not changed, f"{len(changed)} numbers change: {sorted(changed.items())[:5]}"
 
 
