@@ -25,7 +25,12 @@ def install_if_missing() -> None:
 
 
 class TempPostgres:
-    def __init__(self):
+    """durable=False (the default) turns fsync and synchronous commits off: a benchmark of
+    our code, not of the disk. durable=True keeps PostgreSQL's defaults, so every commit
+    waits for its WAL to reach the disk, as in production."""
+
+    def __init__(self, durable: bool = False):
+        self.durable = durable
         candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         if not candidates:
             raise SystemExit(
@@ -77,9 +82,11 @@ class TempPostgres:
     def start_server(self) -> None:
         """Start the server on the existing data directory (same port, same options)."""
         options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=512MB"
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+            "-c max_connections=200 -c shared_buffers=512MB"
         )
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         subprocess.run(
             [
                 *self.as_owner,

@@ -24,6 +24,7 @@ from campaigns.models import Campaign, Delivery, Message
 from campaigns.statuses import Changes, apply_status_events, commit_changes, load
 from clients.channels import Channel
 from providers.base import ProviderError, ProviderRef
+from providers.inbox import drain_callbacks
 from providers.models import ProviderAccount
 from providers.registry import get_backend
 from providers.status import DeliveryStatus
@@ -391,6 +392,8 @@ def accounts_with_due_work(now) -> list[int]:
 def sweep_once() -> dict[str, int]:
     now = timezone.now()
     report = {
+        # First: callbacks a drainer left behind (one killed mid-batch) count before finishing.
+        "callbacks": drain_callbacks(seconds=5),
         "started": len(start_due_campaigns(now)),
         "requeued": requeue_expired_leases(now),
         "expired": expire_past_ttl(now),

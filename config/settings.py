@@ -4,7 +4,14 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import ImproperlyConfiguredEnv, env_bool, env_int, env_list, env_str
+from config.env import (
+    ImproperlyConfiguredEnv,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -110,6 +117,14 @@ CASCADE_CLAIM_TARGET = env_int("CASCADE_CLAIM_TARGET", 1000, minimum=1)
 
 # Where gateways reach this installation: callback URLs are built on it.
 CASCADE_PUBLIC_URL = env_str("CASCADE_PUBLIC_URL", "http://127.0.0.1:8000")
+
+# Callbacks are stored, then applied in batches (providers/inbox.py). A webhook
+# request applies the waiting ones itself at most once per DRAIN_INTERVAL
+# seconds per process (0: every request; larger: bigger, cheaper batches, and
+# the rest waits for a task), for at most DRAIN_SECONDS (bounds the answer
+# time a gateway sees).
+CASCADE_CALLBACK_DRAIN_INTERVAL = env_float("CASCADE_CALLBACK_DRAIN_INTERVAL", 0.1, minimum=0)
+CASCADE_CALLBACK_DRAIN_SECONDS = env_float("CASCADE_CALLBACK_DRAIN_SECONDS", 0.5, minimum=0)
 
 # Phone numbers written without a country code are read in this region.
 CASCADE_DEFAULT_REGION = env_str("CASCADE_DEFAULT_REGION", "RU")

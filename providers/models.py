@@ -134,3 +134,24 @@ class RateBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}: {self.tokens:.1f} tokens"
+
+
+class InboundCallback(models.Model):
+    """A gateway callback taken in but not yet applied: the webhook's durable inbox.
+
+    The webhook answers 200 once this row is committed, so a report is never
+    lost after the gateway was told it arrived; applying it (locks, counters,
+    the cascade) happens in batches, which is what lets the webhook take
+    callbacks faster than one transaction each. A row that cannot be applied
+    keeps its error and stays for a person to look at (dead letter).
+    """
+
+    account = models.ForeignKey(
+        ProviderAccount, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    events = models.JSONField(help_text="The parsed status reports (providers.inbox.as_json).")
+    received_at = models.DateTimeField()
+    error = models.TextField(blank=True, help_text="Why applying failed; such rows are skipped.")
+
+    def __str__(self) -> str:
+        return f"callback {self.pk} for account {self.account_id}"

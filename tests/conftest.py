@@ -37,6 +37,15 @@ from providers.models import ChannelRoute, ProviderAccount
 from providers.status import DeliveryStatus
 
 
+@pytest.fixture(autouse=True)
+def callbacks_applied_before_their_answer(settings):
+    """A test client's callbacks follow each other within microseconds, in one process:
+    with the production interval the second would wait for a task. Each test that is
+    about the interval sets its own (tests/providers/test_inbox.py); subprocesses (a
+    live qcluster, gunicorn) keep the production default."""
+    settings.CASCADE_CALLBACK_DRAIN_INTERVAL = 0
+
+
 @pytest.fixture
 def sunrise(db):
     return Operator.objects.create(name="Sunrise Market", code="sunrise")

@@ -1,0 +1,200 @@
+"""The webhook's inbox: store a callback durably first, apply callbacks in batches.
+
+A callback costs one INSERT before the gateway gets its 200; applying it
+(locking the deliveries, counters, events, the cascade) is the expensive part,
+and it costs about the same for one report as for a thousand (measured: about
+4 ms of CPU to apply one callback alone, 1 ms to take one in). So reports
+are applied in batches, by whoever comes along:
+
+- the webhook request itself, at most once per CASCADE_CALLBACK_DRAIN_INTERVAL
+  per process (under light load that is every request, so a report is applied
+  before its 200; under heavy load each drain applies what arrived since);
+- otherwise a task it kicks (at most one kick per second per process);
+- the sweeper, every few seconds, whatever is still waiting (a drainer killed
+  mid-batch, a kick that found another drainer busy).
+
+One drainer at a time (a transaction-level advisory lock): two batches that
+touch the same deliveries would only wait on each other's row locks. A
+drainer that finds the lock taken kicks the task and returns at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from providers.base import StatusEvent
+from providers.models import InboundCallback
+
+logger = logging.getLogger(__name__)
+
+# pg_try_advisory_xact_lock key: any constant no other lock uses ("CBQ" in ASCII).
+DRAIN_LOCK = 0x434251
+BATCH_SIZE = 2000
+
+
+def as_json(events: list[StatusEvent]) -> list[dict]:
+    """Status reports as JSON values, for the inbox row (read back by from_json)."""
+    return [
+        {
+            "status": event.status,
+            "provider_status": event.provider_status,
+            "provider_message_id": event.provider_message_id,
+            "idempotency_key": event.idempotency_key,
+            "channel": event.channel,
+            "occurred_at": event.occurred_at.isoformat() if event.occurred_at else None,
+            "price": str(event.price) if event.price is not None else None,
+            "currency": event.currency,
+            "parts": event.parts,
+            "error_message": event.error_message,
+            "raw": event.raw,
+        }
+        for event in events
+    ]
+
+
+def from_json(values: list[dict]) -> list[StatusEvent]:
+    events = []
+    for value in values:
+        occurred_at = value.get("occurred_at")
+        price = value.get("price")
+        try:
+            price = Decimal(price) if price is not None else None
+        except InvalidOperation:
+            price = None
+        events.append(
+            StatusEvent(
+                status=value["status"],
+                provider_status=value.get("provider_status", ""),
+                provider_message_id=value.get("provider_message_id", ""),
+                idempotency_key=value.get("idempotency_key", ""),
+                channel=value.get("channel", ""),
+                occurred_at=datetime.fromisoformat(occurred_at) if occurred_at else None,
+                price=price,
+                currency=value.get("currency", ""),
+                parts=value.get("parts"),
+                error_message=value.get("error_message", ""),
+                raw=value.get("raw", ""),
+            )
+        )
+    return events
+
+
+def store_callback(account_id: int, events: list[StatusEvent]) -> InboundCallback | None:
+    """Keep a callback's reports until they are applied; None when there is nothing to keep."""
+    events = [event for event in events if event.provider_message_id or event.idempotency_key]
+    if not events:
+        return None
+    return InboundCallback.objects.create(
+        account_id=account_id, events=as_json(events), received_at=timezone.now()
+    )
+
+
+# Per process: when this process's requests last applied the inbox themselves.
+_last_inline_drain = 0.0
+
+
+def after_store() -> None:
+    """The webhook's part: apply the inbox now, or leave it to a task if we did so just now."""
+    global _last_inline_drain
+    now = time.monotonic()
+    if now - _last_inline_drain >= settings.CASCADE_CALLBACK_DRAIN_INTERVAL:
+        _last_inline_drain = now
+        drain_callbacks(seconds=settings.CASCADE_CALLBACK_DRAIN_SECONDS)
+    else:
+        _hand_over()
+
+
+def drain_callbacks(*, seconds: float = 1.0, batch_size: int = BATCH_SIZE) -> int:
+    """Apply waiting callbacks, a batch at a time while batches come full, for up to `seconds`.
+
+    Returns how many were applied. A drainer stops at the first batch that is
+    not full rather than chasing each new arrival with a tiny batch (that cost
+    more than taking the callbacks in). When another drainer holds the lock, or
+    time runs out with callbacks waiting, a task is kicked to take over.
+    """
+    deadline = time.monotonic() + seconds
+    applied = 0
+    while True:
+        taken, fetched, done = _drain_batch(batch_size)
+        applied += done
+        if not taken:
+            # The holder may have read the inbox before our row was committed.
+            _hand_over()
+            return applied
+        if fetched < batch_size:
+            return applied
+        if time.monotonic() >= deadline:
+            _hand_over()
+            return applied
+
+
+def _drain_batch(batch_size: int) -> tuple[bool, int, int]:
+    """(whether we held the lock, callbacks read, callbacks applied): one batch, one transaction."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [DRAIN_LOCK])
+                if not cursor.fetchone()[0]:
+                    return False, 0, 0
+        rows = list(
+            InboundCallback.objects.filter(error="")
+            .order_by("pk")
+            .values_list("pk", "account_id", "events")[:batch_size]
+        )
+        if not rows:
+            return True, 0, 0
+        failed = _apply(rows)
+        done = [pk for pk, _, _ in rows if pk not in failed]
+        InboundCallback.objects.filter(pk__in=done).delete()
+        for pk, error in failed.items():
+            InboundCallback.objects.filter(pk=pk).update(error=error[:2000])
+    return True, len(rows), len(done)
+
+
+def _apply(rows: list[tuple[int, int, list]]) -> dict[int, str]:
+    """Apply the rows' reports, one batch per account; returns {row id: error} for rows that failed."""
+    from campaigns.models import DeliveryEvent  # campaigns imports providers: imported late
+    from campaigns.statuses import apply_status_events
+
+    by_account: dict[int, list[tuple[int, list]]] = defaultdict(list)
+    for pk, account_id, events in rows:
+        by_account[account_id].append((pk, events))
+    failed: dict[int, str] = {}
+    for account_id, items in by_account.items():
+        try:
+            # apply_status_events runs in a savepoint: a failure undoes only this account's batch.
+            apply_status_events(
+                account_id=account_id,
+                events=[event for _, events in items for event in from_json(events)],
+                source=DeliveryEvent.Source.CALLBACK,
+            )
+        except (DatabaseError, ValueError, KeyError, TypeError):
+            # Find the row that fails, one by one, so the others still go through.
+            for pk, events in items:
+                try:
+                    apply_status_events(
+                        account_id=account_id,
+                        events=from_json(events),
+                        source=DeliveryEvent.Source.CALLBACK,
+                    )
+                except (DatabaseError, ValueError, KeyError, TypeError) as error:
+                    logger.exception("Callback %s for account %s cannot be applied", pk, account_id)
+                    failed[pk] = f"{type(error).__name__}: {error}"
+    return failed
+
+
+def _hand_over() -> None:
+    from django.core.cache import cache
+    from django_q.tasks import async_task
+
+    # At most one task a second per process (per installation with a shared cache).
+    if cache.add("cascade:drain-callbacks", 1, timeout=1):
+        async_task("providers.inbox.drain_callbacks", seconds=30)
