@@ -27,7 +27,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from providers.base import StatusEvent
@@ -112,18 +112,22 @@ def after_store() -> None:
         _hand_over()
 
 
-def drain_callbacks(*, seconds: float = 1.0, batch_size: int = BATCH_SIZE) -> int:
+def drain_callbacks(
+    *, seconds: float = 1.0, batch_size: int = BATCH_SIZE, wait_for_lock: float = 0
+) -> int:
     """Apply waiting callbacks, a batch at a time while batches come full, for up to `seconds`.
 
     Returns how many were applied. A drainer stops at the first batch that is
     not full rather than chasing each new arrival with a tiny batch (that cost
     more than taking the callbacks in). When another drainer holds the lock, or
-    time runs out with callbacks waiting, a task is kicked to take over.
+    time runs out with callbacks waiting, a task is kicked to take over. The
+    task waits up to `wait_for_lock` seconds for the lock instead: the request
+    that kicked it may have stored its callback after the holder read the inbox.
     """
     deadline = time.monotonic() + seconds
     applied = 0
     while True:
-        taken, fetched, done = _drain_batch(batch_size)
+        taken, fetched, done = _drain_batch(batch_size, wait_for_lock)
         applied += done
         if not taken:
             # The holder may have read the inbox before our row was committed.
@@ -136,14 +140,11 @@ def drain_callbacks(*, seconds: float = 1.0, batch_size: int = BATCH_SIZE) -> in
             return applied
 
 
-def _drain_batch(batch_size: int) -> tuple[bool, int, int]:
+def _drain_batch(batch_size: int, wait_for_lock: float = 0) -> tuple[bool, int, int]:
     """(whether we held the lock, callbacks read, callbacks applied): one batch, one transaction."""
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [DRAIN_LOCK])
-                if not cursor.fetchone()[0]:
-                    return False, 0, 0
+        if connection.vendor == "postgresql" and not _lock(wait_for_lock):
+            return False, 0, 0
         rows = list(
             InboundCallback.objects.filter(error="")
             .order_by("pk")
@@ -157,6 +158,22 @@ def _drain_batch(batch_size: int) -> tuple[bool, int, int]:
         for pk, error in failed.items():
             InboundCallback.objects.filter(pk=pk).update(error=error[:2000])
     return True, len(rows), len(done)
+
+
+def _lock(wait: float) -> bool:
+    with connection.cursor() as cursor:
+        if wait <= 0:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [DRAIN_LOCK])
+            return cursor.fetchone()[0]
+        # lock_timeout bounds the wait; SET LOCAL ends with the transaction.
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(wait * 1000)}ms"])
+        try:
+            with transaction.atomic():  # a savepoint: the timeout must not spoil the transaction
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DRAIN_LOCK])
+        except OperationalError:
+            return False
+        cursor.execute("SELECT set_config('lock_timeout', '0', true)")
+        return True
 
 
 def _apply(rows: list[tuple[int, int, list]]) -> dict[int, str]:
@@ -197,4 +214,4 @@ def _hand_over() -> None:
 
     # At most one task a second per process (per installation with a shared cache).
     if cache.add("cascade:drain-callbacks", 1, timeout=1):
-        async_task("providers.inbox.drain_callbacks", seconds=30)
+        async_task("providers.inbox.drain_callbacks", seconds=30, wait_for_lock=5)

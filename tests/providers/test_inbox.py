@@ -92,6 +92,27 @@ def test_while_another_drainer_holds_the_lock_the_callback_waits_in_the_inbox(cl
     assert not InboundCallback.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_task_waits_a_bounded_time_for_the_lock_and_then_drains(world, pulse, monkeypatch):
+    monkeypatch.setattr(inbox, "_hand_over", lambda: None)
+    inbox.store_callback(pulse.pk, [report("p-1")])
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"] or 5432,
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+    ) as other:
+        other.execute("SELECT pg_advisory_xact_lock(%s)", [inbox.DRAIN_LOCK])
+        # Held for longer than the task may wait: it gives up, the row stays.
+        assert inbox.drain_callbacks(wait_for_lock=0.2) == 0
+        assert InboundCallback.objects.count() == 1
+        other.rollback()
+    assert inbox.drain_callbacks(wait_for_lock=0.2) == 1
+    assert Delivery.objects.get(pk=world["delivery"].pk).status == DeliveryStatus.DELIVERED
+
+
 def test_many_callbacks_are_applied_in_one_batch_in_order(world, pulse):
     inbox.store_callback(pulse.pk, [report("p-1", DeliveryStatus.SENT)])
     inbox.store_callback(pulse.pk, [report("p-1", DeliveryStatus.DELIVERED)])
@@ -184,4 +205,4 @@ def test_the_kick_enqueues_one_drain_task_per_second(world, monkeypatch):
     cache.delete("cascade:drain-callbacks")
     inbox._hand_over()
     inbox._hand_over()
-    assert queued == [("providers.inbox.drain_callbacks", {"seconds": 30})]
+    assert queued == [("providers.inbox.drain_callbacks", {"seconds": 30, "wait_for_lock": 5})]
