@@ -465,6 +465,12 @@ def has_due_work(account_id: int, within_seconds: float = 0) -> bool:
     )
 
 
+# The longest a dispatcher sleeps for a rate-limited account's tokens before it gives its
+# worker back: a slow account's dispatchers must not hold every worker while other
+# accounts (an SMS fall-through) have work. The task queues itself again (tasks.py).
+RATE_WAIT_SECONDS = 1.0
+
+
 def dispatch_account(account_id: int, *, budget_seconds: float | None = None) -> int:
     """Send this account's due deliveries for up to `budget_seconds`; returns how many were sent."""
     account = ProviderAccount.objects.filter(pk=account_id, enabled=True).first()
@@ -481,7 +487,11 @@ def dispatch_account(account_id: int, *, budget_seconds: float | None = None) ->
     sent = 0
     while time.monotonic() < deadline:
         if account.rate_limit_per_second and not ratelimit.take(
-            account.pk, account.rate_limit_per_second, batch_size, deadline=deadline
+            account.pk,
+            account.rate_limit_per_second,
+            batch_size,
+            deadline=deadline,
+            max_wait=RATE_WAIT_SECONDS,
         ):
             break
         ids = claim(account.pk, batch_size)

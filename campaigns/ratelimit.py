@@ -65,12 +65,15 @@ def _acquire_redis(account_id: int, rate: int, count: int) -> float:
     return float(wait)
 
 
-def take(account_id: int, rate_per_second: int, count: int, *, deadline: float) -> bool:
-    """Block until the tokens are taken, or return False if that would pass `deadline`."""
+def take(
+    account_id: int, rate_per_second: int, count: int, *, deadline: float, max_wait: float
+) -> bool:
+    """Block until the tokens are taken; False if that would pass `deadline` or take longer
+    than `max_wait` seconds (the caller then gives its worker back)."""
     while True:
         wait = acquire(account_id, rate_per_second, count)
         if wait <= 0:
             return True
-        if time.monotonic() + wait > deadline:
+        if wait > max_wait or time.monotonic() + wait > deadline:
             return False
         time.sleep(wait)

@@ -36,17 +36,25 @@ def kick_account(account_id: int, workers: int | None = None) -> None:
 
 def kick_campaign(campaign_id: int) -> None:
     from campaigns.models import Delivery
+    from providers.models import ProviderAccount
     from providers.status import DeliveryStatus
 
-    account_ids = (
+    account_ids = set(
         Delivery.objects.filter(campaign_id=campaign_id, status=DeliveryStatus.QUEUED)
         .values_list("account_id", flat=True)
         .distinct()
         .order_by()
+    ) - {None}
+    # A rate-limited account gets one dispatcher: more would only wait for the same
+    # tokens, holding workers other accounts need.
+    limited = set(
+        ProviderAccount.objects.filter(pk__in=account_ids, rate_limit_per_second__gt=0).values_list(
+            "pk", flat=True
+        )
     )
     for account_id in account_ids:
-        if account_id:
-            kick_account(account_id, workers=settings.Q_CLUSTER["workers"])
+        workers = 1 if account_id in limited else settings.Q_CLUSTER["workers"]
+        kick_account(account_id, workers=workers)
 
 
 def sweep() -> dict:
