@@ -17,6 +17,13 @@ if [ ! -x /usr/bin/chromium ]; then
     apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
 
+# The load smoke test (tests/bench/test_load.py) drives the stack with wrk.
+if ! command -v wrk >/dev/null; then
+    echo "wrk not found; installing Debian's wrk package" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+
 source scripts/pg_temp.sh
 source scripts/redis_temp.sh
 trap 'pg_temp_stop; redis_temp_stop' EXIT
