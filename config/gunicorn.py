@@ -11,7 +11,10 @@ connections).
 
 import os
 
+from gunicorn.glogging import Logger
+
 from config.env import env_bool, env_int, env_list, env_str
+from config.logging import redact_webhook_secrets
 
 bind = env_list("GUNICORN_BIND", ["127.0.0.1:8000"])
 
@@ -58,6 +61,21 @@ worker_tmp_dir = env_str("GUNICORN_WORKER_TMP_DIR", "/dev/shm")  # noqa: S108 - 
 
 # Access log off by default (a proxy usually writes one); "-" is stdout.
 accesslog = env_str("GUNICORN_ACCESS_LOG") or None
+
+
+class AccessLogWithoutSecrets(Logger):
+    """Gunicorn's logger, with each webhook path's secret written as *** in the access log
+    (the same rule as Django's logs: config/logging.py)."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {
+            key: redact_webhook_secrets(value) if isinstance(value, str) else value
+            for key, value in atoms.items()
+        }
+
+
+logger_class = AccessLogWithoutSecrets
 errorlog = "-"
 loglevel = env_str("GUNICORN_LOG_LEVEL", "info")
 
