@@ -7,8 +7,7 @@ from django.http import HttpRequest, HttpResponse
 
 
 class ContentSecurityPolicyMiddleware:
-    """Sends settings.CASCADE_CSP with every answer, or the policy that
-    settings.CASCADE_CSP_BY_VIEW names for the view that answered.
+    """Sends settings.CASCADE_CSP with every answer.
 
     A policy the view set itself is kept; an empty policy sends no header.
     Settings are read per request so that override_settings applies in tests.
@@ -19,10 +18,7 @@ class ContentSecurityPolicyMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        # None for answers given before or without a URL match (a 404, a redirect to HTTPS).
-        match = getattr(request, "resolver_match", None)
-        view_name = match.view_name if match else ""
-        policy = settings.CASCADE_CSP_BY_VIEW.get(view_name, settings.CASCADE_CSP)
+        policy = settings.CASCADE_CSP
         if policy and "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = policy
         return response

@@ -176,16 +176,6 @@ CASCADE_CSP = env_str(
     "img-src 'self' data: https:; object-src 'none'; base-uri 'self'; form-action 'self'; "
     "frame-ancestors 'none'",
 )
-CASCADE_CSP_BY_VIEW = {
-    # drf-spectacular's Swagger UI starts itself with an inline script (the schema's URL
-    # and the CSRF token are written into it). The page shows only the public API schema,
-    # and the one request value in that script (?lang=) is URL-encoded and escaped, so this
-    # one page may run inline scripts. (SpectacularSwaggerSplitView would serve the script
-    # as a file instead, at the price of a second request.)
-    "api-docs": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
-    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
-}
 
 # 4 MiB: a partner's 10,000-row CardPhoneClientList in XML is about 3 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 4 * 1024 * 1024, minimum=1024)
