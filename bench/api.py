@@ -29,7 +29,6 @@ figure a partner can count on whichever format it sends).
 
 import argparse
 import http.client
-import json
 import os
 import re
 import resource
@@ -47,7 +46,8 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from bench.common import machine, print_result
+from bench.common import cpu_snapshot, machine, print_result
+from bench.wrk import find_wrk, run_wrk
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 GUNICORN_CONFIG = BASE_DIR / "config" / "gunicorn.py"
@@ -60,7 +60,6 @@ MARKETING_REQUEST = (
     "http://schemas.datacontract.org/2004/07/"
     "LCManagerPartner.Implementation.Request.MarketingRequest"
 )
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def json_body(operator_id: int, token: str, text: str) -> str:
@@ -88,58 +87,6 @@ def xml_body(operator_id: int, token: str, text: str) -> str:
 BODIES = {"json": json_body, "xml": xml_body}
 MEDIA_TYPES = {"json": "application/json", "xml": "application/xml"}
 
-# wrk's script: a distinct body per request (the text carries run, thread and
-# counter), and every answer checked for HTTP 200 and ErrorCode 0.
-WRK_SCRIPT = r"""
-local threads = {}
-
-function setup(thread)
-  thread:set("id", #threads)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  prefix, head, tail, media_type, ok_pattern = args[1], args[2], args[3], args[4], args[5]
-  counter, bad_status, bad_code, first_bad = 0, 0, 0, ""
-  headers = {["Content-Type"] = media_type, ["Accept"] = media_type}
-end
-
-function request()
-  counter = counter + 1
-  return wrk.format("POST", nil, headers, head .. prefix .. "-" .. id .. "-" .. counter .. tail)
-end
-
-function response(status, headers, body)
-  if status ~= 200 then
-    bad_status = bad_status + 1
-  elseif not string.find(body, ok_pattern) then
-    bad_code = bad_code + 1
-  else
-    return
-  end
-  if first_bad == "" then
-    first_bad = status .. " " .. string.sub(string.gsub(body, "%s+", " "), 1, 300)
-  end
-end
-
-function done(summary, latency, requests)
-  local bad_status, bad_code, sample = 0, 0, ""
-  for _, thread in ipairs(threads) do
-    bad_status = bad_status + thread:get("bad_status")
-    bad_code = bad_code + thread:get("bad_code")
-    if sample == "" then sample = thread:get("first_bad") end
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,'
-      .. '"bad_status":%d,"bad_code":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d,"max_us":%d,'
-      .. '"mean_us":%.1f}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.timeout,
-    bad_status, bad_code, latency:percentile(50), latency:percentile(95),
-    latency:percentile(99), latency.max, latency.mean))
-  if sample ~= "" then io.write("SAMPLE " .. sample .. "\n") end
-end
-"""
 # ErrorCode 0 in each format's answer: Lua patterns for wrk, regular expressions here.
 OK_PATTERNS = {
     "json": '"ErrorCode"%s*:%s*0%s*[,}]',
@@ -165,9 +112,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20, help="measured seconds per format")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured seconds per format")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
-    parser.add_argument(
-        "--wrk-threads", type=int, default=1, help="wrk's threads (one is enough for loopback)"
-    )
     parser.add_argument("--formats", default="json,xml", help="comma-separated: json, xml")
     parser.add_argument(
         "--workers", type=int, help="gunicorn workers (default: WEB_CONCURRENCY or the config's)"
@@ -234,7 +178,7 @@ def main() -> None:
             )
             + f"; PostgreSQL {pg_version()}, "
             f"CONN_MAX_AGE {settings.CONN_MAX_AGE}; {args.connections} connections from "
-            f"wrk ({args.wrk_threads} thread{'s' if args.wrk_threads > 1 else ''}), "
+            "wrk (1 thread), "
             f"{args.warmup} s warm-up + {args.seconds} s per format"
         )
         print(f"bench.api on {machine()}")
@@ -282,20 +226,6 @@ def main() -> None:
         result[f"{name}_rps"] = round(r["rps"])
     result["connections"] = args.connections
     print_result(result)
-
-
-def find_wrk() -> str:
-    wrk = shutil.which("wrk")
-    apt_get = shutil.which("apt-get")
-    if wrk is None and apt_get:
-        print("wrk not found; installing Debian's wrk package", file=sys.stderr)
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run([apt_get, "update", "-qq"], check=True, env=env)
-        subprocess.run([apt_get, "install", "-y", "-qq", "wrk"], check=True, env=env)
-        wrk = shutil.which("wrk")
-    if wrk is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
-    return wrk
 
 
 def create_fixture() -> dict:
@@ -490,57 +420,44 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 def load(wrk, url, name, fixture, args, workdir, server, postmaster) -> dict:
     """A warm-up, then the measured run; CPU and database connections sampled meanwhile."""
-    script = os.path.join(workdir, "send.lua")
-    with open(script, "w") as file:
-        file.write(WRK_SCRIPT)
     marker = "\x00"
     head, tail_ = BODIES[name](fixture["operator_id"], fixture["token"], marker).split(marker)
-    head += f"bench-{name}-{fixture['stamp']}-"
+    # A distinct text per request (an identical one within 60 s is answered from the
+    # retry record): the run's stamp, the format, and wrk's request number.
+    spec = {
+        "method": "POST",
+        "path": PATH,
+        "body": f"{head}bench-{name}-{fixture['stamp']}-@N@{tail_}",
+        "media_type": MEDIA_TYPES[name],
+        "ok": OK_PATTERNS[name],
+    }
 
-    def run_wrk(seconds: int, prefix: str) -> tuple[dict, str, float]:
+    def timed_run(seconds: int, start: int) -> tuple[dict, str, float]:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        completed = subprocess.run(
-            [
-                wrk,
-                f"-t{args.wrk_threads}",
-                f"-c{args.connections}",
-                f"-d{seconds}s",
-                "--timeout",
-                "2s",
-                "-s",
-                script,
-                url,
-                "--",
-                prefix,
-                head,
-                tail_,
-                MEDIA_TYPES[name],
-                OK_PATTERNS[name],
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
+        figures, sample = run_wrk(
+            wrk,
+            url,
+            spec,
+            seconds=seconds,
+            connections=args.connections,
+            start=start,
+            workdir=workdir,
         )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        lines = completed.stdout.splitlines()
-        found = [line[6:] for line in lines if line.startswith("BENCH ")]
-        if completed.returncode != 0 or not found:
-            raise SystemExit(f"wrk failed ({completed.returncode}):\n{completed.stderr}")
-        sample = next((line[7:] for line in lines if line.startswith("SAMPLE ")), "")
-        return json.loads(found[0]), sample, cpu
+        return figures, sample, cpu
 
-    run_wrk(args.warmup, "warmup")
+    warm, _, _ = timed_run(args.warmup, 1)
     sampler = ConnectionSampler()
     sampler.start()
-    cpu_before = cpu_snapshot(server.pid, postmaster)
-    figures, sample, wrk_cpu = run_wrk(args.seconds, "run")
-    cpu_after = cpu_snapshot(server.pid, postmaster)
+    cpu_before = cpu_snapshot({"gunicorn": server.pid}, postmaster)
+    figures, sample, wrk_cpu = timed_run(args.seconds, 1 + warm["handed"])
+    cpu_after = cpu_snapshot({"gunicorn": server.pid}, postmaster)
     sampler.stop()
 
     seconds = figures["duration_us"] / 1e6
     errors = sum(
-        figures[key] for key in ("connect", "read", "write", "timeout", "bad_status", "bad_code")
+        figures[key] for key in ("connect", "read", "write", "timeout", "bad_status", "bad_body")
     )
     return {
         "format": name,
@@ -579,31 +496,6 @@ def local_postmaster() -> int | None:
     except OSError:  # another machine (or container)
         return None
     return int(stat[stat.rindex(")") + 2 :].split()[1])
-
-
-def cpu_snapshot(gunicorn_pid: int, postmaster: int | None) -> dict:
-    """CPU seconds so far: gunicorn's process group, the PostgreSQL server's processes, the machine."""
-    totals = {"gunicorn": 0.0, "postgres": 0.0}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as file:
-                stat = file.read()
-        except OSError:  # gone meanwhile
-            continue
-        # After the command name: state, ppid, pgrp, …, utime, stime (proc(5) fields 3-15).
-        fields = stat[stat.rindex(")") + 2 :].split()
-        ticks = int(fields[11]) + int(fields[12])
-        if int(fields[2]) == gunicorn_pid:
-            totals["gunicorn"] += ticks / CLOCK_TICKS
-        elif postmaster and postmaster in (int(entry), int(fields[1])):
-            totals["postgres"] += ticks / CLOCK_TICKS
-    with open("/proc/stat") as file:
-        cpu = [int(value) for value in file.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
-    totals["machine"] = (sum(cpu[:8]) - cpu[3] - cpu[4]) / CLOCK_TICKS
-    return totals
 
 
 class ConnectionSampler:
@@ -664,7 +556,7 @@ def print_format_lines(results: dict) -> None:
         print(
             f"  errors {r['errors']}: connect {f['connect']}, read {f['read']}, "
             f"write {f['write']}, timeout (>2 s) {f['timeout']}, HTTP not 200 {f['bad_status']}, "
-            f"ErrorCode not 0 {f['bad_code']} (every answer's body checked)"
+            f"ErrorCode not 0 {f['bad_body']} (every answer's body checked)"
             + (f"; first bad answer: {r['sample']}" if r["sample"] else "")
         )
         postgres = cpu["postgres"]

@@ -47,3 +47,35 @@ def apt_install(package: str) -> None:
     subprocess.run(
         [apt_get, "install", "-y", "-qq", package], check=True, env=env, stdout=subprocess.DEVNULL
     )
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(groups: dict[str, int], postmaster: int | None) -> dict:
+    """CPU seconds so far per process group, of the PostgreSQL server's processes, of the machine."""
+    totals = {name: 0.0 for name in groups}
+    totals["postgres"] = 0.0
+    by_group = {pgid: name for name, pgid in groups.items()}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as file:
+                stat = file.read()
+        except OSError:  # gone meanwhile
+            continue
+        # After the command name: state, ppid, pgrp, …, utime, stime, cutime, cstime
+        # (proc(5) fields 3-17). The children's times count processes that exited and
+        # were reaped: a PostgreSQL backend whose connection was closed (CONN_MAX_AGE).
+        fields = stat[stat.rindex(")") + 2 :].split()
+        ticks = sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
+        if int(fields[2]) in by_group:
+            totals[by_group[int(fields[2])]] += ticks
+        elif postmaster and postmaster in (int(entry), int(fields[1])):
+            totals["postgres"] += ticks
+    with open("/proc/stat") as file:
+        cpu = [int(value) for value in file.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    totals["machine"] = (sum(cpu[:8]) - cpu[3] - cpu[4]) / CLOCK_TICKS
+    return totals

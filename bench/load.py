@@ -35,7 +35,6 @@ other benchmarks, so the figures are of Cascade and not of this disk.
 """
 
 import argparse
-import json
 import os
 import resource
 import secrets
@@ -49,9 +48,7 @@ import warnings
 from pathlib import Path
 
 from bench.api import (
-    CLOCK_TICKS,
     ConnectionSampler,
-    find_wrk,
     local_postmaster,
     pg_version,
     start_gunicorn,
@@ -59,7 +56,8 @@ from bench.api import (
     tail,
     wait_until_answering,
 )
-from bench.common import free_port, machine, print_result
+from bench.common import cpu_snapshot, free_port, machine, print_result
+from bench.wrk import find_wrk, run_wrk
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 SCENARIOS = ("send", "consent", "pulse", "bsg", "dashboard")
@@ -69,78 +67,6 @@ SEND_PHONE = 79001234567
 PULSE_SECRET = "load-pulse-" + "0" * 24
 BSG_SECRET = "load-bsg-" + "0" * 24
 
-# wrk's script. Each request gets the next number n (start, start + 1, …; one
-# wrk thread), written into the path and body where they say @N@; @C@ is a
-# client id (client_base + n mod clients) and @B@ a flag that flips on every
-# pass over the clients. The script counts the numbers it handed out, so the
-# run knows exactly which deliveries its callbacks were about.
-WRK_SCRIPT = r"""
-local threads = {}
-
-function setup(thread)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  method, path, body, content_type, ok_pattern, cookie = args[1], args[2], args[3], args[4], args[5], args[6]
-  start, client_base, clients = tonumber(args[7]), tonumber(args[8]), tonumber(args[9])
-  counter, bad_status, bad_body, first_bad = 0, 0, 0, ""
-  headers = {}
-  if content_type ~= "" then
-    headers["Content-Type"] = content_type
-    headers["Accept"] = content_type
-  end
-  if cookie ~= "" then headers["Cookie"] = cookie end
-end
-
-local function fill(text, n)
-  local client = client_base + (n % clients)
-  local flag = (math.floor(n / clients) % 2 == 0) and "false" or "true"
-  text = string.gsub(text, "@N@", tostring(n))
-  text = string.gsub(text, "@C@", tostring(client))
-  return (string.gsub(text, "@B@", flag))
-end
-
-function request()
-  local n = start + counter
-  counter = counter + 1
-  local payload = nil
-  if body ~= "" then payload = fill(body, n) end
-  return wrk.format(method, fill(path, n), headers, payload)
-end
-
-function response(status, headers, body)
-  if status ~= 200 then
-    bad_status = bad_status + 1
-  elseif not string.find(body, ok_pattern) then
-    bad_body = bad_body + 1
-  else
-    return
-  end
-  if first_bad == "" then
-    first_bad = status .. " " .. string.sub(string.gsub(body, "%s+", " "), 1, 300)
-  end
-end
-
-function done(summary, latency, requests)
-  local handed, bad_status, bad_body, sample = 0, 0, 0, ""
-  for _, thread in ipairs(threads) do
-    handed = handed + thread:get("counter")
-    bad_status = bad_status + thread:get("bad_status")
-    bad_body = bad_body + thread:get("bad_body")
-    if sample == "" then sample = thread:get("first_bad") end
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH {"requests":%d,"handed":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,'
-      .. '"timeout":%d,"bad_status":%d,"bad_body":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d,'
-      .. '"max_us":%d}\n',
-    summary.requests, handed, summary.duration, e.connect, e.read, e.write, e.timeout,
-    bad_status, bad_body, latency:percentile(50), latency:percentile(95),
-    latency:percentile(99), latency.max))
-  if sample ~= "" then io.write("SAMPLE " .. sample .. "\n") end
-end
-"""
 
 OK_API = '"ErrorCode"%s*:%s*0%s*[,}]'
 
@@ -488,58 +414,38 @@ def request_for(name: str, fixture: dict) -> dict:
     }
 
 
-def run_wrk(wrk, base, spec, seconds, connections, start, fixture, workdir) -> tuple[dict, str]:
-    script = os.path.join(workdir, "load.lua")
-    with open(script, "w") as file:
-        file.write(WRK_SCRIPT)
-    completed = subprocess.run(
-        [
-            wrk,
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--timeout",
-            "2s",
-            "-s",
-            script,
-            base,
-            "--",
-            spec["method"],
-            spec["path"],
-            spec["body"],
-            spec["media_type"],
-            spec["ok"],
-            spec.get("cookie", ""),
-            str(start),
-            str(fixture["first_client"]),
-            str(CONSENT_CLIENTS),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=seconds + 60,
-    )
-    lines = completed.stdout.splitlines()
-    found = [line[6:] for line in lines if line.startswith("BENCH ")]
-    if completed.returncode != 0 or not found:
-        raise SystemExit(f"wrk failed ({completed.returncode}):\n{completed.stderr}")
-    sample = next((line[7:] for line in lines if line.startswith("SAMPLE ")), "")
-    return json.loads(found[0]), sample
-
-
 def run_scenario(name, wrk, base, fixture, args, workdir, server, cluster, postmaster) -> dict:
     spec = request_for(name, fixture)
     callbacks = fixture.get(name) if name in CALLBACK_SCENARIOS else None
     start = callbacks["next"] if callbacks else 1
     connections = args.dashboard_connections if name == "dashboard" else args.connections
-    warm, _ = run_wrk(wrk, base, spec, args.warmup, connections, start, fixture, workdir)
+    clients = {"client_base": fixture["first_client"], "clients": CONSENT_CLIENTS}
+    warm, _ = run_wrk(
+        wrk,
+        base,
+        spec,
+        seconds=args.warmup,
+        connections=connections,
+        start=start,
+        workdir=workdir,
+        **clients,
+    )
     start += warm["handed"]
     sampler = ConnectionSampler()
     sampler.start()
     groups = {"gunicorn": server.pid, "qcluster": cluster.pid}
     cpu_before = cpu_snapshot(groups, postmaster)
     wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    figures, sample = run_wrk(wrk, base, spec, args.seconds, connections, start, fixture, workdir)
+    figures, sample = run_wrk(
+        wrk,
+        base,
+        spec,
+        seconds=args.seconds,
+        connections=connections,
+        start=start,
+        workdir=workdir,
+        **clients,
+    )
     wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_after = cpu_snapshot(groups, postmaster)
     sampler.stop()
@@ -624,35 +530,6 @@ def check_callbacks(callbacks: dict, warm: dict, figures: dict, start: int) -> d
         "dead_letters": dead_letters,
         "counter_mismatches": mismatches,
     }
-
-
-def cpu_snapshot(groups: dict[str, int], postmaster: int | None) -> dict:
-    """CPU seconds so far per process group, of the PostgreSQL server's processes, of the machine."""
-    totals = {name: 0.0 for name in groups}
-    totals["postgres"] = 0.0
-    by_group = {pgid: name for name, pgid in groups.items()}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as file:
-                stat = file.read()
-        except OSError:  # gone meanwhile
-            continue
-        # After the command name: state, ppid, pgrp, …, utime, stime, cutime, cstime
-        # (proc(5) fields 3-17). The children's times count processes that exited and
-        # were reaped: a PostgreSQL backend whose connection was closed (CONN_MAX_AGE).
-        fields = stat[stat.rindex(")") + 2 :].split()
-        ticks = sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
-        if int(fields[2]) in by_group:
-            totals[by_group[int(fields[2])]] += ticks
-        elif postmaster and postmaster in (int(entry), int(fields[1])):
-            totals["postgres"] += ticks
-    with open("/proc/stat") as file:
-        cpu = [int(value) for value in file.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
-    totals["machine"] = (sum(cpu[:8]) - cpu[3] - cpu[4]) / CLOCK_TICKS
-    return totals
 
 
 def print_scenario(r: dict) -> None:

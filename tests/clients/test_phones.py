@@ -1,9 +1,9 @@
-import phonenumbers
 import pytest
 from django.core.exceptions import ValidationError
 
 from clients.models import Client
 from clients.phones import normalize_phone
+from tests.phones import every_regions_example_numbers
 
 
 @pytest.mark.parametrize(
@@ -32,20 +32,10 @@ def test_region_can_be_chosen_per_call():
     assert normalize_phone("020 7946 0958", region="GB") == "442079460958"
 
 
-def every_regions_example_number() -> list[str]:
-    numbers = set()
-    for region in phonenumbers.SUPPORTED_REGIONS:
-        for kind in phonenumbers.PhoneNumberType.values():
-            number = phonenumbers.example_number_for_type(region, kind)
-            if number is not None:
-                numbers.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
-    return sorted(numbers)
-
-
 def test_stored_digits_with_their_plus_put_back_normalize_to_themselves():
     """What a form must show for a stored phone: "+" + digits reads back exactly."""
     changed = {}
-    for international in every_regions_example_number():
+    for international in every_regions_example_numbers():
         stored = normalize_phone(international)
         if normalize_phone(f"+{stored}") != stored:
             changed[international] = stored

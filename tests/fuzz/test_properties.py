@@ -79,6 +79,7 @@ from providers.status import (
     can_move,
     is_final,
 )
+from tests.phones import every_regions_example_numbers
 
 REQUESTS = [
     SEND_MESSAGE_PROCESS_REQUEST,
@@ -553,16 +554,6 @@ def test_anything_gives_e164_digits_or_a_validation_error(raw):
     assert phonenumbers.is_valid_number(phonenumbers.parse(f"+{digits}"))
     if str(digits).startswith("7"):
         assert normalize_phone(digits) == digits
-
-
-def every_regions_example_numbers() -> list[str]:
-    numbers = set()
-    for region in phonenumbers.SUPPORTED_REGIONS:
-        for kind in phonenumbers.PhoneNumberType.values():
-            number = phonenumbers.example_number_for_type(region, kind)
-            if number is not None:
-                numbers.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
-    return sorted(numbers)
 
 
 def test_the_admin_gives_every_stored_number_back_in_a_form_that_reads_the_same():

@@ -28,6 +28,18 @@ def pulse(world):
     return account
 
 
+def other_connection() -> psycopg.Connection:
+    """A second session on the test database, as another process's drainer would hold."""
+    settings = connection.settings_dict
+    return psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"] or 5432,
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+    )
+
+
 def callback(client, account, message_id, status="delivered"):
     return client.get(
         f"/providers/webhooks/pulse/{account.pk}/pulse-secret-0123456789/",
@@ -73,14 +85,7 @@ def test_a_callback_about_nothing_we_know_is_not_kept(client, pulse):
 
 @pytest.mark.django_db(transaction=True)
 def test_while_another_drainer_holds_the_lock_the_callback_waits_in_the_inbox(client, world, pulse):
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"],
-        port=settings["PORT"] or 5432,
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        password=settings["PASSWORD"] or None,
-    ) as other:
+    with other_connection() as other:
         other.execute("SELECT pg_advisory_xact_lock(%s)", [inbox.DRAIN_LOCK])
         assert callback(client, pulse, "p-1").status_code == 200
         # Answered at once: the row is committed, the other drainer owns applying it.
@@ -96,14 +101,7 @@ def test_while_another_drainer_holds_the_lock_the_callback_waits_in_the_inbox(cl
 def test_the_task_waits_a_bounded_time_for_the_lock_and_then_drains(world, pulse, monkeypatch):
     monkeypatch.setattr(inbox, "_hand_over", lambda: None)
     inbox.store_callback(pulse.pk, [report("p-1")])
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"],
-        port=settings["PORT"] or 5432,
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        password=settings["PASSWORD"] or None,
-    ) as other:
+    with other_connection() as other:
         other.execute("SELECT pg_advisory_xact_lock(%s)", [inbox.DRAIN_LOCK])
         # Held for longer than the task may wait: it gives up, the row stays.
         assert inbox.drain_callbacks(wait_for_lock=0.2) == 0
