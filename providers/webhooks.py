@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 
 from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -60,6 +63,42 @@ def callback_url(account: ProviderAccount) -> str:
     return f"{base}/providers/webhooks/{account.backend}/{account.pk}/{secrets[0]}/"
 
 
+# Accounts as this process last read them, for ACCOUNT_CACHE_SECONDS: at hundreds of
+# callbacks a second the lookup (its query and the ORM's work to build it) was the largest
+# part of taking a callback in. Saving or deleting an account drops it here at once; other
+# processes see the change (a retired secret) within the second.
+ACCOUNT_CACHE_SECONDS = 1.0
+ACCOUNT_CACHE_SIZE = 1000
+_accounts: dict[tuple[int, str], tuple[float, ProviderAccount]] = {}
+
+
+def account_for_callbacks(account_id: int, backend: str) -> ProviderAccount | None:
+    key = (account_id, backend)
+    now = time.monotonic()
+    cached = _accounts.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    # Without the model's ordering, which joins the operator.
+    account = (
+        ProviderAccount.objects.only(*ACCOUNT_FIELDS)
+        .filter(pk=account_id, backend=backend)
+        .order_by()
+        .first()
+    )
+    if account is None:
+        return None  # unknown ids are not kept: guessing them must not fill the memory
+    if len(_accounts) >= ACCOUNT_CACHE_SIZE:
+        _accounts.clear()
+    _accounts[key] = (now + ACCOUNT_CACHE_SECONDS, account)
+    return account
+
+
+@receiver([post_save, post_delete], sender=ProviderAccount)
+def forget_account(sender, instance: ProviderAccount, **kwargs) -> None:
+    for key in [key for key in _accounts if key[0] == instance.pk]:
+        _accounts.pop(key, None)
+
+
 @csrf_exempt
 def webhook(request: HttpRequest, backend: str, account_id: int, secret: str) -> HttpResponse:
     if request.method not in ("GET", "POST", "PUT"):
@@ -68,11 +107,7 @@ def webhook(request: HttpRequest, backend: str, account_id: int, secret: str) ->
         return HttpResponse("Unknown backend", status=404)
     if int(request.headers.get("Content-Length") or 0) > MAX_CALLBACK_BYTES:
         return HttpResponse("Callback too large", status=413)
-    # get() without the model's ordering (it joins the operator): this runs for every callback.
-    try:
-        account = ProviderAccount.objects.only(*ACCOUNT_FIELDS).get(pk=account_id, backend=backend)
-    except ProviderAccount.DoesNotExist:
-        account = None
+    account = account_for_callbacks(account_id, backend)
     if account is None or not secret_matches(account.callback_secrets, secret):
         return HttpResponse("Forbidden", status=403)
     try:

@@ -46,6 +46,13 @@ def callbacks_applied_before_their_answer(settings):
     settings.CASCADE_CALLBACK_DRAIN_INTERVAL = 0
 
 
+@pytest.fixture(autouse=True)
+def no_webhook_accounts_from_another_test():
+    from providers import webhooks
+
+    webhooks._accounts.clear()
+
+
 @pytest.fixture
 def sunrise(db):
     return Operator.objects.create(name="Sunrise Market", code="sunrise")

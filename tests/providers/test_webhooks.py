@@ -62,3 +62,36 @@ def test_oversized_callbacks_and_other_methods_are_refused(client, mail_account)
     )
     assert too_big.status_code == 413
     assert client.delete(url(mail_account, "new-secret-0123456789")).status_code == 405
+
+
+def test_the_account_is_read_once_a_second_and_again_at_once_after_a_save(
+    client, mail_account, django_assert_num_queries, monkeypatch
+):
+    from providers import webhooks
+
+    assert client.post(url(mail_account, "new-secret-0123456789")).status_code == 200
+    with django_assert_num_queries(0):  # an empty SMTP callback stores nothing
+        assert client.post(url(mail_account, "new-secret-0123456789")).status_code == 200
+
+    # Changed behind the model's back (no signal): this process notices within the second.
+    ProviderAccount.objects.filter(pk=mail_account.pk).update(
+        callback_secrets=["new-secret-0123456789"]
+    )
+    assert client.post(url(mail_account, "old-secret-0123456789")).status_code == 200
+    later = webhooks.time.monotonic() + webhooks.ACCOUNT_CACHE_SECONDS + 0.1
+    monkeypatch.setattr(webhooks.time, "monotonic", lambda: later)
+    assert client.post(url(mail_account, "old-secret-0123456789")).status_code == 403
+
+    # Saved through the model (the admin, rotate_callback_secret): refused at once.
+    mail_account.callback_secrets = ["newest-secret-0123456789"]
+    mail_account.save()
+    assert client.post(url(mail_account, "new-secret-0123456789")).status_code == 403
+    assert client.post(url(mail_account, "newest-secret-0123456789")).status_code == 200
+
+
+def test_unknown_accounts_are_not_remembered(client, mail_account):
+    from providers import webhooks
+
+    for guess in range(5):
+        client.post(f"/providers/webhooks/smtp/{mail_account.pk + 1000 + guess}/x/")
+    assert all(key[0] == mail_account.pk for key in webhooks._accounts)
