@@ -137,8 +137,8 @@ def test_a_callback_that_cannot_be_applied_is_kept_with_its_error_and_the_rest_g
     good = inbox.store_callback(pulse.pk, [report("p-1", DeliveryStatus.DELIVERED)])
     assert inbox.drain_callbacks() == 1
     assert Delivery.objects.get(pk=world["delivery"].pk).status == DeliveryStatus.DELIVERED
-    assert not InboundCallback.objects.filter(pk=good.pk).exists()
-    kept = InboundCallback.objects.get(pk=poison.pk)
+    assert not InboundCallback.objects.filter(pk=good).exists()
+    kept = InboundCallback.objects.get(pk=poison)
     assert "no-such-status" in kept.error
     # A dead letter is not tried again and does not keep drainers busy.
     assert inbox.drain_callbacks() == 0
