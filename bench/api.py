@@ -47,7 +47,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.common import cpu_snapshot, machine, print_result
-from bench.wrk import find_wrk, run_wrk
+from bench.wrk import find_wrk, run_wrk, summary
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 GUNICORN_CONFIG = BASE_DIR / "config" / "gunicorn.py"
@@ -455,20 +455,11 @@ def load(wrk, url, name, fixture, args, workdir, server, postmaster) -> dict:
     cpu_after = cpu_snapshot({"gunicorn": server.pid}, postmaster)
     sampler.stop()
 
-    seconds = figures["duration_us"] / 1e6
-    errors = sum(
-        figures[key] for key in ("connect", "read", "write", "timeout", "bad_status", "bad_body")
-    )
+    figures_ms = summary(figures)
+    seconds = figures_ms["seconds"]
     return {
         "format": name,
-        "requests": figures["requests"],
-        "seconds": seconds,
-        "rps": figures["requests"] / seconds,
-        "p50_ms": figures["p50_us"] / 1000,
-        "p95_ms": figures["p95_us"] / 1000,
-        "p99_ms": figures["p99_us"] / 1000,
-        "max_ms": figures["max_us"] / 1000,
-        "errors": errors,
+        **figures_ms,
         "figures": figures,
         "sample": sample,
         "cpu": {

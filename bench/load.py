@@ -57,7 +57,7 @@ from bench.api import (
     wait_until_answering,
 )
 from bench.common import cpu_snapshot, free_port, machine, print_result
-from bench.wrk import find_wrk, run_wrk
+from bench.wrk import errors, find_wrk, run_wrk, summary
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 SCENARIOS = ("send", "consent", "pulse", "bsg", "dashboard")
@@ -454,20 +454,10 @@ def run_scenario(name, wrk, base, fixture, args, workdir, server, cluster, postm
     cpu["wrk"] = (
         wrk_after.ru_utime - wrk_before.ru_utime + wrk_after.ru_stime - wrk_before.ru_stime
     ) / seconds
-    errors = sum(
-        figures[key] for key in ("connect", "read", "write", "timeout", "bad_status", "bad_body")
-    )
     result = {
         "scenario": name,
         "connections_used": connections,
-        "requests": figures["requests"],
-        "seconds": seconds,
-        "rps": figures["requests"] / seconds,
-        "p50_ms": figures["p50_us"] / 1000,
-        "p95_ms": figures["p95_us"] / 1000,
-        "p99_ms": figures["p99_us"] / 1000,
-        "max_ms": figures["max_us"] / 1000,
-        "errors": errors,
+        **summary(figures),
         "figures": figures,
         "sample": sample,
         "cpu": cpu,
@@ -508,11 +498,7 @@ def check_callbacks(callbacks: dict, warm: dict, figures: dict, start: int) -> d
         )
         delivered, stray = cursor.fetchone()
     # Answered 200 with "OK": every request minus the errors of both runs.
-    acknowledged = sum(
-        run["requests"]
-        - sum(run[key] for key in ("connect", "read", "write", "timeout", "bad_status", "bad_body"))
-        for run in (warm, figures)
-    )
+    acknowledged = sum(run["requests"] - errors(run) for run in (warm, figures))
     recount = counters.recount(callbacks["campaign_id"])
     stored = counters.counts(callbacks["campaign_id"])
     mismatches = sum(

@@ -147,3 +147,25 @@ def run_wrk(
         raise SystemExit(f"wrk failed ({completed.returncode}):\n{completed.stderr}")
     sample = next((line[7:] for line in lines if line.startswith("SAMPLE ")), "")
     return json.loads(found[0]), sample
+
+
+def errors(figures: dict) -> int:
+    """Failed requests of a run: socket errors, timeouts, and answers not 200 or not good."""
+    return sum(
+        figures[key] for key in ("connect", "read", "write", "timeout", "bad_status", "bad_body")
+    )
+
+
+def summary(figures: dict) -> dict:
+    """A run's throughput, latency percentiles in milliseconds, and errors."""
+    seconds = figures["duration_us"] / 1e6
+    return {
+        "requests": figures["requests"],
+        "seconds": seconds,
+        "rps": figures["requests"] / seconds,
+        "p50_ms": figures["p50_us"] / 1000,
+        "p95_ms": figures["p95_us"] / 1000,
+        "p99_ms": figures["p99_us"] / 1000,
+        "max_ms": figures["max_us"] / 1000,
+        "errors": errors(figures),
+    }
