@@ -108,15 +108,24 @@ def store_callback(account_id: int, events: list[StatusEvent]) -> int | None:
         return cursor.fetchone()[0]
 
 
-# Per process: when this process's requests last applied the inbox themselves.
-_last_inline_drain = 0.0
+# Per process: when this process's requests last applied the inbox themselves; None until
+# the first did. Not 0.0: time.monotonic() counts from boot, so on a machine up for less
+# than an interval a zero would make the first callback wait for a task.
+_last_inline_drain: float | None = None
+
+
+def reset_inline_drain() -> None:
+    """Forget when this process last drained inline: its next callback applies at once."""
+    global _last_inline_drain
+    _last_inline_drain = None
 
 
 def after_store() -> None:
     """The webhook's part: apply the inbox now, or leave it to a task if we did so just now."""
     global _last_inline_drain
     now = time.monotonic()
-    if now - _last_inline_drain >= settings.CASCADE_CALLBACK_DRAIN_INTERVAL:
+    last = _last_inline_drain
+    if last is None or now - last >= settings.CASCADE_CALLBACK_DRAIN_INTERVAL:
         _last_inline_drain = now
         drain_callbacks(seconds=settings.CASCADE_CALLBACK_DRAIN_SECONDS)
     else:

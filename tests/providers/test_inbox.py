@@ -164,11 +164,14 @@ def test_the_sweeper_applies_what_was_left_behind(world, pulse):
     assert Delivery.objects.get(pk=world["delivery"].pk).status == DeliveryStatus.DELIVERED
 
 
+@pytest.mark.parametrize("seconds_since_boot", [5.0, 7 * 24 * 3600.0])
 def test_under_load_a_process_applies_at_most_once_per_interval_and_kicks_a_task(
-    client, world, pulse, settings, monkeypatch
+    client, world, pulse, settings, monkeypatch, seconds_since_boot
 ):
     settings.CASCADE_CALLBACK_DRAIN_INTERVAL = 3600
-    monkeypatch.setattr(inbox, "_last_inline_drain", 0.0)
+    # time.monotonic() counts from boot: a machine up for seconds, and one up for a week.
+    monkeypatch.setattr(inbox.time, "monotonic", lambda: seconds_since_boot)
+    inbox.reset_inline_drain()
     kicked = []
     monkeypatch.setattr(inbox, "_hand_over", lambda: kicked.append(True))
     second = Delivery.objects.create(
