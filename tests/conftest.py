@@ -44,6 +44,9 @@ def callbacks_applied_before_their_answer(settings):
     about the interval sets its own (tests/providers/test_inbox.py); subprocesses (a
     live qcluster, gunicorn) keep the production default."""
     settings.CASCADE_CALLBACK_DRAIN_INTERVAL = 0
+    from providers import inbox
+
+    inbox.reset_inline_drain()
 
 
 @pytest.fixture(autouse=True)
