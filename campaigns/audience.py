@@ -114,45 +114,35 @@ def segment_queryset(*, operator_id: int, segment: dict) -> QuerySet[Client]:
 def forecast(*, operator_id: int, segment: dict, channels: list[str], purpose: str) -> dict:
     """How many the segment selects and how many the fan-out would skip, and why: one query.
 
-    The same rules as the fan-out (`fanout._eligible_sql`): a recipient is
+    The same rules as the fan-out (campaigns.eligibility): a recipient is
     reached if any channel of the cascade has a route, the consent it needs and
     an address; otherwise the first channel's reason is the one recorded.
     """
     from django.db.models import Count, Q
 
+    from campaigns.eligibility import NO_ADDRESS, NO_CONSENT, eligible_q, rules_for
     from campaigns.routing import routes_for
-    from clients.channels import ADDRESS_FIELD_BY_CHANNEL, required_consent
 
     routes = routes_for(operator_id)
-
-    def address_ok(channel: str) -> Q:
-        field = ADDRESS_FIELD_BY_CHANNEL[channel]
-        if field == "push_tokens":
-            return ~Q(push_tokens=[])
-        return ~Q(**{field: ""})
-
-    def consent_ok(channel: str) -> Q:
-        flag = required_consent(channel, purpose)
-        return Q(**{flag: True}) if flag else Q()
-
     eligible = Q(pk__in=[])
     for channel in channels:
-        if channel in routes:
-            eligible |= consent_ok(channel) & address_ok(channel)
+        eligible |= eligible_q(channel, purpose, routes)
     aggregates = {"recipients": Count("pk"), "reachable": Count("pk", filter=eligible)}
     first = channels[0] if channels else None
     if first and first in routes:
-        aggregates["no_consent"] = Count("pk", filter=~eligible & ~consent_ok(first))
-        aggregates["no_address"] = Count(
-            "pk", filter=~eligible & consent_ok(first) & ~address_ok(first)
-        )
+        # The first rule that fails names the reason, as the fan-out records it.
+        held = Q()
+        for rule in rules_for(first, purpose, routes):
+            if rule.code in (NO_CONSENT, NO_ADDRESS):
+                aggregates[rule.code] = Count("pk", filter=~eligible & held & ~rule.client_q)
+            held &= rule.client_q
     counts = segment_queryset(operator_id=operator_id, segment=segment).aggregate(**aggregates)
     skipped = counts["recipients"] - counts["reachable"]
     reasons = {}
     if first and first not in routes:
         reasons["no_route"] = skipped
     elif first:
-        reasons = {key: counts[key] for key in ("no_consent", "no_address") if counts[key]}
+        reasons = {key: counts[key] for key in (NO_CONSENT, NO_ADDRESS) if counts.get(key)}
         other = skipped - sum(reasons.values())
         if other:
             reasons["other"] = other

@@ -26,10 +26,11 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from campaigns import counters, ratelimit, windows
+from campaigns.eligibility import skip_reason
 from campaigns.fanout import db_time
 from campaigns.models import Campaign, Delivery, Message, MessageTemplate
 from campaigns.rendering import content_for, placeholders, render
-from campaigns.routing import routes_for, skip_reason
+from campaigns.routing import routes_for
 from campaigns.statuses import Changes, commit_changes, load
 from clients.channels import CONSENT_FLAGS
 from clients.models import Card, Client, Operator
@@ -219,6 +220,20 @@ def variables_for(delivery: Delivery) -> dict:
     return values
 
 
+def send_time_skip_reason(delivery: Delivery, routes) -> tuple[str, str]:
+    """Why this delivery may no longer go out on its channel, or ('', '')."""
+    recipient = delivery.recipient
+    campaign = delivery.campaign
+    return skip_reason(
+        channel=delivery.channel,
+        purpose=campaign.purpose if campaign else recipient.purpose,
+        client=recipient.client,
+        phone=recipient.phone,
+        email=recipient.email,
+        routes=routes,
+    )
+
+
 def native_fallbacks(delivery: Delivery, backend, account: ProviderAccount, routes) -> list[str]:
     """Channels after this step that this same gateway can run itself, in cascade order."""
     campaign = delivery.campaign
@@ -312,6 +327,15 @@ def send_batch(account: ProviderAccount, ids: list[int]) -> None:
         return
     backend = get_backend(account)
     routes = routes_for(account.operator_id)
+    # Consent may have been withdrawn (or the address or route removed) while the
+    # delivery waited in the queue: decided again here, from the client rows just read.
+    ineligible = {}
+    for delivery in deliveries:
+        code, text = send_time_skip_reason(delivery, routes)
+        if code:
+            ineligible[delivery.pk] = (code, text)
+    skipped = [d for d in deliveries if d.pk in ineligible]
+    deliveries = [d for d in deliveries if d.pk not in ineligible]
     outgoing = [outgoing_for(delivery, backend, account, routes) for delivery in deliveries]
     size = max(1, account.max_batch)
     outcomes = []  # (chunk, results or the error), written together below
@@ -336,16 +360,25 @@ def send_batch(account: ProviderAccount, ids: list[int]) -> None:
         fresh = {
             row["id"]: row
             for row in Delivery.objects.select_for_update()
-            .filter(pk__in=[d.pk for d in deliveries])
+            .filter(pk__in=[d.pk for d in deliveries + skipped])
             .order_by("pk")
             .values("id", *REPORTED_FIELDS)
         }
-        for delivery in deliveries:
+        for delivery in deliveries + skipped:
             for name in REPORTED_FIELDS:
                 setattr(
                     delivery, name, fresh.get(delivery.pk, {}).get(name, getattr(delivery, name))
                 )
             delivery._loaded_status = delivery.status
+        for delivery in skipped:
+            if delivery.status != DeliveryStatus.SUBMITTING:
+                continue  # the sweeper or a cancel took it back meanwhile
+            code, text = ineligible[delivery.pk]
+            changes.move(delivery, DeliveryStatus.SKIPPED, error=text, force=True)
+            delivery.error_code = code
+            delivery.native_channels = []  # a native cascade of an earlier attempt is void
+            changes.event(delivery, delivery.status, "system", provider_status=code)
+            changes.fall_through.append(delivery)  # the cascade tries the next channel
         for chunk, outcome in outcomes:
             if isinstance(outcome, ConfigurationError):
                 for delivery in chunk:

@@ -22,9 +22,9 @@ from django.utils import timezone
 
 from campaigns import counters
 from campaigns.audience import segment_queryset
+from campaigns.eligibility import eligible_sql
 from campaigns.models import AudienceListEntry, Campaign, Delivery, Message
 from campaigns.routing import routes_for
-from clients.channels import ADDRESS_FIELD_BY_CHANNEL, required_consent
 from providers.status import DeliveryStatus
 
 KEY_STEP_FACTOR = 100  # idempotency key = message id * 100 + step: digits only, unique
@@ -137,42 +137,10 @@ def insert_messages(campaign: Campaign, now) -> int:
     return _insert_from(source, MESSAGE_COLUMNS)
 
 
-def _eligible_sql(channel: str, purpose: str, routes) -> tuple[str, str, str]:
-    """SQL for: may this message's recipient get `channel`? and why not (code, text)."""
-    if channel not in routes:
-        return "FALSE", "'no_route'", f"'No provider account serves {channel}.'"
-    conditions, reasons = [], []
-    flag = required_consent(channel, purpose)
-    if flag is not None:
-        conditions.append("c.id IS NOT NULL")
-        reasons.append(
-            ("c.id IS NULL", "no_client", "Not a known client, so no consent is on record.")
-        )
-        conditions.append(f"c.{flag} = TRUE")
-        reasons.append(
-            (f"c.{flag} = FALSE", "no_consent", f"The client has not consented ({flag} is off).")
-        )
-    address = ADDRESS_FIELD_BY_CHANNEL[channel]
-    if address == "phone":
-        conditions.append("m.phone <> ''")
-        reasons.append(("m.phone = ''", "no_address", f"No phone number for {channel}."))
-    elif address == "email":
-        conditions.append("m.email <> ''")
-        reasons.append(("m.email = ''", "no_address", "No email address."))
-    else:
-        conditions.append(
-            "c.id IS NOT NULL AND CAST(c.push_tokens AS TEXT) NOT IN ('[]', 'null', '')"
-        )
-        reasons.append(("TRUE", "no_address", "No push token."))
-    code = "CASE " + " ".join(f"WHEN {when} THEN '{c}'" for when, c, _ in reasons) + " ELSE '' END"
-    text = "CASE " + " ".join(f"WHEN {when} THEN '{t}'" for when, _, t in reasons) + " ELSE '' END"
-    return " AND ".join(f"({condition})" for condition in conditions), code, text
-
-
 def insert_first_deliveries(campaign: Campaign, now) -> None:
     routes = routes_for(campaign.operator_id)
     channels = list(campaign.channels)
-    eligible = [_eligible_sql(channel, campaign.purpose, routes) for channel in channels]
+    eligible = [eligible_sql(channel, campaign.purpose, routes) for channel in channels]
     step_case = (
         "CASE " + " ".join(f"WHEN {e[0]} THEN {i}" for i, e in enumerate(eligible)) + " ELSE 0 END"
     )

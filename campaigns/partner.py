@@ -33,6 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns import services
+from campaigns.eligibility import skip_reason
 from campaigns.fanout import delivery_key
 from campaigns.models import (
     AudienceListEntry,
@@ -42,7 +43,7 @@ from campaigns.models import (
     MessageTemplate,
     PartnerSend,
 )
-from campaigns.routing import routes_for, skip_reason
+from campaigns.routing import routes_for
 from clients.channels import CHANNEL_BY_COMMUNICATION_TYPE, Channel, Purpose
 from clients.models import (
     ApiCredential,

@@ -21,9 +21,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from campaigns import counters
+from campaigns.eligibility import skip_reason
 from campaigns.fanout import delivery_key
 from campaigns.models import Campaign, Delivery, DeliveryEvent, Message
-from campaigns.routing import routes_for, skip_reason
+from campaigns.routing import routes_for
 from providers.base import StatusEvent
 from providers.status import FAILURE_STATUSES, DeliveryStatus, can_move, is_final
 
@@ -352,6 +353,16 @@ def advance_cascade(changes: Changes) -> list[Delivery]:
     return new_steps
 
 
+OPEN_STATUSES = (
+    DeliveryStatus.QUEUED,
+    DeliveryStatus.SUBMITTING,
+    DeliveryStatus.SENT,
+    DeliveryStatus.PENDING,
+    DeliveryStatus.UNKNOWN,
+)
+REACHED_STATUSES = (DeliveryStatus.DELIVERED, DeliveryStatus.READ)
+
+
 def settle_messages(rows: list[Delivery], new_steps: list[Delivery], now) -> None:
     """Message status follows its deliveries: read > delivered > failed/cancelled > in progress."""
     continuing = {d.message_id for d in new_steps}
@@ -361,6 +372,8 @@ def settle_messages(rows: list[Delivery], new_steps: list[Delivery], now) -> Non
         d.message_id for d in rows if d.status in FAILURE_STATUSES and not d.native_channels
     } - continuing
     cancelled = {d.message_id for d in rows if d.status == DeliveryStatus.CANCELLED}
+    # Skipped at send time (consent withdrawn while queued) with no channel left to try.
+    skipped = {d.message_id for d in rows if d.status == DeliveryStatus.SKIPPED} - continuing
     if read:
         Message.objects.filter(pk__in=read).exclude(status=Message.Status.READ).update(
             status=Message.Status.READ, updated_at=now
@@ -373,18 +386,20 @@ def settle_messages(rows: list[Delivery], new_steps: list[Delivery], now) -> Non
     if failed:
         # Only when no other step of the message is still under way (a native leg may be).
         Message.objects.filter(pk__in=failed, status__in=open_statuses).exclude(
-            deliveries__status__in=[
-                DeliveryStatus.QUEUED,
-                DeliveryStatus.SUBMITTING,
-                DeliveryStatus.SENT,
-                DeliveryStatus.PENDING,
-                DeliveryStatus.UNKNOWN,
-            ]
+            deliveries__status__in=OPEN_STATUSES
         ).update(status=Message.Status.FAILED, updated_at=now)
     if cancelled:
         Message.objects.filter(pk__in=cancelled, status__in=open_statuses).update(
             status=Message.Status.CANCELLED, updated_at=now
         )
+    if skipped:
+        # Failed if an earlier step was tried and failed, skipped if none ever went out.
+        undecided = Message.objects.filter(pk__in=skipped, status__in=open_statuses).exclude(
+            deliveries__status__in=[*OPEN_STATUSES, *REACHED_STATUSES]
+        )
+        tried = Q(deliveries__status__in=FAILURE_STATUSES)
+        undecided.filter(tried).update(status=Message.Status.FAILED, updated_at=now)
+        undecided.exclude(tried).update(status=Message.Status.SKIPPED, updated_at=now)
 
 
 def _event_key(source: str, event: StatusEvent) -> str:

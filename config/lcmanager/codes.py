@@ -62,7 +62,7 @@ ALL = [
     NO_ROUTE,
 ]
 
-# The dispatcher's skip reasons (campaigns.routing.skip_reason) as answers.
+# The dispatcher's skip reasons (campaigns.eligibility.skip_reason) as answers.
 BY_SKIP_REASON = {
     "no_consent": NO_CONSENT,
     "no_client": NO_CLIENT,

@@ -452,3 +452,58 @@ def test_a_report_that_beats_the_submit_answer_is_neither_undone_nor_counted_twi
     assert set(deliveries.values_list("status", flat=True)) == {"delivered"}
     assert all(d.delivered_at and d.provider_message_id for d in deliveries)
     assert counters.counts(campaign.pk) == counters.recount(campaign.pk)
+
+
+def sent_to(sim, phone_or_email):
+    with sim.lock:
+        return [m.key for m in sim.messages.values() if phone_or_email in str(m.request)]
+
+
+def test_consent_withdrawn_while_paused_is_honoured_at_send_time(setup):
+    from clients.services import change_consent
+
+    make_clients(setup["operator"], 3, allow_sms=True)
+    withdrawn = Client.objects.get(phone="79160000001")
+    campaign = campaign_for(setup, ["viber", "sms"])
+    fanout.fan_out(campaign.pk)  # all three queued: they had consented
+    services.pause(campaign_id=campaign.pk)
+    change_consent(client_id=withdrawn.pk, flags={"allow_sms": False}, source="admin")
+    services.resume(campaign_id=campaign.pk)
+    setup["gateway_sim"].config.outcome_mix = {"delivered": 1.0}
+    assert drive(campaign, [setup["gateway"], setup["pulse"]])
+    for sim in (setup["gateway_sim"], setup["pulse_sim"]):
+        assert sent_to(sim, "79160000001") == []
+    assert len(sent_to(setup["gateway_sim"], "7916000000")) == 2
+    skipped = Delivery.objects.get(message__client=withdrawn)  # no SMS step was made either
+    assert (skipped.channel, skipped.status, skipped.error_code) == (
+        "viber",
+        "skipped",
+        "no_consent",
+    )
+    assert Message.objects.get(client=withdrawn).status == "skipped"
+    assert counters.counts(campaign.pk) == counters.recount(campaign.pk)
+
+
+def test_a_step_skipped_at_send_time_falls_through_to_a_channel_still_allowed(setup):
+    from clients.services import change_consent
+
+    ChannelRoute.objects.create(
+        operator=setup["operator"], channel="email", account=setup["pulse"], priority=1
+    )
+    client = Client.objects.create(
+        operator=setup["operator"],
+        phone="79160000007",
+        email="still@example.com",
+        allow_sms=True,
+        allow_email=True,
+    )
+    campaign = campaign_for(setup, ["viber", "email"])
+    fanout.fan_out(campaign.pk)
+    change_consent(client_id=client.pk, flags={"allow_sms": False}, source="admin")
+    dispatch.dispatch_account(setup["gateway"].pk, budget_seconds=2)
+    dispatch.dispatch_account(setup["pulse"].pk, budget_seconds=2)
+    assert sent_to(setup["gateway_sim"], "79160000007") == []
+    assert len(sent_to(setup["pulse_sim"], "still@example.com")) == 1
+    steps = dict(Delivery.objects.filter(campaign=campaign).values_list("channel", "status"))
+    assert steps == {"viber": "skipped", "email": "sent"}
+    assert counters.counts(campaign.pk) == counters.recount(campaign.pk)
