@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,7 +35,7 @@ from campaigns.routing import routes_for
 from campaigns.statuses import Changes, commit_changes, load
 from clients.channels import CONSENT_FLAGS
 from clients.models import Card, Client, Operator
-from providers.base import ConfigurationError, OutgoingMessage, ProviderError
+from providers.base import ConfigurationError, OutgoingMessage, ProviderError, after_failure
 from providers.models import ProviderAccount
 from providers.registry import get_backend
 from providers.status import DeliveryStatus
@@ -56,9 +57,18 @@ def backoff(attempts: int) -> float:
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
 
 
-def claim(account_id: int, limit: int) -> list[int]:
-    """Take up to `limit` due deliveries of running campaigns (or one-off messages); one statement."""
+def new_claim_token() -> str:
+    return uuid.uuid4().hex
+
+
+def claim(account_id: int, limit: int, *, token: str = "") -> list[int]:
+    """Take up to `limit` due deliveries of running campaigns (or one-off messages); one statement.
+
+    The rows carry `token` (a fresh one if none is given) until their outcome is written:
+    send_batch writes only to rows that still carry it.
+    """
     now = timezone.now()
+    token = token or new_claim_token()
     lock = " FOR UPDATE OF d SKIP LOCKED" if connection.vendor == "postgresql" else ""
     shut = list(windows.closed_campaigns(now))
     outside_window = (
@@ -80,7 +90,7 @@ def claim(account_id: int, limit: int) -> list[int]:
             LIMIT %s{lock}
         )
         UPDATE campaigns_delivery SET status = %s, lease_expires_at = %s, attempts = attempts + 1,
-            updated_at = %s
+            updated_at = %s, claim_token = %s
         WHERE id IN (SELECT id FROM claimed)
         RETURNING id, campaign_id, channel
     """  # noqa: S608 - only fixed clauses and placeholders are interpolated
@@ -94,6 +104,7 @@ def claim(account_id: int, limit: int) -> list[int]:
         DeliveryStatus.SUBMITTING,
         db_time(now + timedelta(seconds=settings.CASCADE_CLAIM_LEASE_SECONDS)),
         db_time(now),
+        token,
     ]
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -316,11 +327,13 @@ REPORTED_FIELDS = (
 )
 
 
-def send_batch(account: ProviderAccount, ids: list[int]) -> None:
+def send_batch(account: ProviderAccount, ids: list[int], *, token: str = "") -> None:
     """Send claimed deliveries, `max_batch` to a request, and write the outcome once.
 
     A claim may span several gateway requests: the database work (load, update,
     events, counters) is paid once per claim, in a constant number of queries.
+    With the claim's `token`, outcomes are written only to rows that still carry
+    it (without one, to rows still submitting: a test's or a benchmark's claim).
     """
     deliveries = load_batch(ids)
     if not deliveries:
@@ -352,26 +365,31 @@ def send_batch(account: ProviderAccount, ids: list[int]) -> None:
             logger.error("%s is misconfigured: %s", account.name, error)
             outcomes.append((deliveries[start:], error))
             break
+    idempotent = backend.idempotent_submit
     changes = Changes()
     with transaction.atomic():
         # A callback may have beaten us here (the gateway reported before we
-        # wrote its answer), or the sweeper taken back an expired claim: start
-        # from the rows as they are now, locked.
+        # wrote its answer), or the sweeper taken back an expired claim and
+        # another worker claimed it again: start from the rows as they are now, locked.
         fresh = {
             row["id"]: row
             for row in Delivery.objects.select_for_update()
             .filter(pk__in=[d.pk for d in deliveries + skipped])
             .order_by("pk")
-            .values("id", *REPORTED_FIELDS)
+            .values("id", "claim_token", *REPORTED_FIELDS)
         }
         for delivery in deliveries + skipped:
+            row = fresh.get(delivery.pk, {})
             for name in REPORTED_FIELDS:
-                setattr(
-                    delivery, name, fresh.get(delivery.pk, {}).get(name, getattr(delivery, name))
-                )
+                setattr(delivery, name, row.get(name, getattr(delivery, name)))
             delivery._loaded_status = delivery.status
+            submitting = delivery.status == DeliveryStatus.SUBMITTING
+            held = not token or row.get("claim_token") == token
+            delivery.ours = submitting and held
+            # Another worker's claim now: nothing of ours may be written to it.
+            delivery.claimed_by_other = submitting and not held
         for delivery in skipped:
-            if delivery.status != DeliveryStatus.SUBMITTING:
+            if not delivery.ours:
                 continue  # the sweeper or a cancel took it back meanwhile
             code, text = ineligible[delivery.pk]
             changes.move(delivery, DeliveryStatus.SKIPPED, error=text, force=True)
@@ -382,30 +400,81 @@ def send_batch(account: ProviderAccount, ids: list[int]) -> None:
         for chunk, outcome in outcomes:
             if isinstance(outcome, ConfigurationError):
                 for delivery in chunk:
-                    if delivery.status == DeliveryStatus.SUBMITTING:
+                    if delivery.ours:
                         changes.move(
                             delivery, DeliveryStatus.FAILED, error=str(outcome), force=True
                         )
                         delivery.error_code = "configuration"
             elif isinstance(outcome, ProviderError):
-                request_failed(changes, chunk, outcome, routes)
+                request_failed(changes, chunk, outcome, routes, idempotent=idempotent)
             else:
-                record_results(changes, chunk, outcome, routes)
+                record_results(changes, chunk, outcome, routes, idempotent=idempotent)
         for delivery in deliveries:
-            if delivery.pk not in changes.rows and delivery.status == DeliveryStatus.SUBMITTING:
+            if delivery.pk not in changes.rows and delivery.ours:
                 retry_later(changes, delivery, "No result from the backend", routes)
         commit_changes(changes)
 
 
-def request_failed(changes: Changes, chunk: list[Delivery], error: ProviderError, routes) -> None:
+def submit_failed(
+    changes: Changes,
+    delivery: Delivery,
+    *,
+    permanent: bool,
+    may_have_reached: bool,
+    idempotent: bool,
+    error: str,
+    code: str,
+    routes,
+    final: str = DeliveryStatus.FAILED,
+) -> None:
+    """One failed submit of a delivery we hold, decided by providers.base.after_failure."""
+    delivery.error_code = code[:50]
+    decision = after_failure(
+        permanent=permanent, may_have_reached=may_have_reached, idempotent=idempotent
+    )
+    if decision == "fail":
+        changes.move(delivery, final, error=error, force=True)
+    elif decision == "wait":
+        wait_for_report(changes, delivery, error)
+    else:
+        if may_have_reached:
+            # Harmless to resend under the same key to the same gateway only.
+            delivery.may_be_at_gateway = True
+        retry_later(changes, delivery, error, routes)
+
+
+def wait_for_report(changes: Changes, delivery: Delivery, error: str) -> None:
+    """The gateway may have the message and cannot tell a resend from a new one: ask it
+    (poll or callback) and let the TTL expire the step if it never says."""
+    changes.move(
+        delivery,
+        DeliveryStatus.UNKNOWN,
+        error=(
+            f"{error} - the gateway may have taken the message and has no idempotency key, "
+            "so it is not resent; waiting for the gateway's report until the TTL."
+        ),
+        force=True,
+    )
+    delivery.lease_expires_at = None
+    delivery.next_attempt_at = changes.now + timedelta(seconds=FIRST_POLL_SECONDS)
+
+
+def request_failed(
+    changes: Changes, chunk: list[Delivery], error: ProviderError, routes, *, idempotent: bool
+) -> None:
     for delivery in chunk:
-        if delivery.status != DeliveryStatus.SUBMITTING:
+        if not delivery.ours:
             continue  # no longer ours to change
-        if error.permanent:
-            changes.move(delivery, DeliveryStatus.FAILED, error=str(error), force=True)
-            delivery.error_code = error.code[:50]
-        else:
-            retry_later(changes, delivery, str(error), routes)
+        submit_failed(
+            changes,
+            delivery,
+            permanent=error.permanent,
+            may_have_reached=error.may_have_reached,
+            idempotent=idempotent,
+            error=str(error),
+            code=error.code,
+            routes=routes,
+        )
         changes.event(
             delivery,
             delivery.status,
@@ -415,14 +484,27 @@ def request_failed(changes: Changes, chunk: list[Delivery], error: ProviderError
         )
 
 
-def record_results(changes: Changes, chunk: list[Delivery], results, routes) -> None:
+def record_results(
+    changes: Changes, chunk: list[Delivery], results, routes, *, idempotent: bool
+) -> None:
     by_id = {delivery.pk: delivery for delivery in chunk}
     now = changes.now
     for result in results:
         delivery = by_id.get(result.delivery_id)
         if delivery is None:
             continue
-        ours = delivery.status == DeliveryStatus.SUBMITTING
+        if delivery.claimed_by_other:
+            # Our lease ran out and another worker holds the row now: its outcome stands;
+            # what the gateway told us is kept as an event.
+            changes.event(
+                delivery,
+                delivery.status,
+                "submit",
+                provider_status=result.error_code or "accepted",
+                payload=result.raw[:4000],
+            )
+            continue
+        ours = delivery.ours
         changes.touch(delivery)
         delivery.lease_expires_at = None
         if result.accepted:
@@ -442,18 +524,24 @@ def record_results(changes: Changes, chunk: list[Delivery], results, routes) -> 
                 changes.move(delivery, status)
         elif not ours:
             pass  # a report or the sweeper already moved it on
-        elif result.permanent:
-            delivery.error_code = result.error_code[:50]
+        else:
             final = (
                 result.status
                 if result.status
                 in (DeliveryStatus.REJECTED, DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERABLE)
                 else DeliveryStatus.FAILED
             )
-            changes.move(delivery, final, error=result.error_message, force=True)
-        else:
-            delivery.error_code = result.error_code[:50]
-            retry_later(changes, delivery, result.error_message, routes)
+            submit_failed(
+                changes,
+                delivery,
+                permanent=result.permanent,
+                may_have_reached=result.may_have_reached,
+                idempotent=idempotent,
+                error=result.error_message,
+                code=result.error_code,
+                routes=routes,
+                final=final,
+            )
         changes.event(
             delivery,
             delivery.status,
@@ -464,7 +552,11 @@ def record_results(changes: Changes, chunk: list[Delivery], results, routes) -> 
 
 
 def retry_later(changes: Changes, delivery: Delivery, error: str, routes) -> None:
-    """Back to the queue with backoff, on the next account after repeated failures, or expired."""
+    """Back to the queue with backoff, on the next account after repeated failures, or expired.
+
+    A delivery that may be at its gateway already stays on that account: another
+    gateway would not know its idempotency key and would send it a second time.
+    """
     changes.touch(delivery)
     delivery.lease_expires_at = None
     delivery.error_message = error[:500]
@@ -478,7 +570,12 @@ def retry_later(changes: Changes, delivery: Delivery, error: str, routes) -> Non
         )
         return
     route = routes.get(delivery.channel)
-    if route and delivery.attempts >= FAILOVER_AFTER_ATTEMPTS and len(route.account_ids) > 1:
+    if (
+        route
+        and not delivery.may_be_at_gateway
+        and delivery.attempts >= FAILOVER_AFTER_ATTEMPTS
+        and len(route.account_ids) > 1
+    ):
         accounts = list(route.account_ids)
         current = accounts.index(delivery.account_id) if delivery.account_id in accounts else -1
         delivery.account_id = accounts[(current + 1) % len(accounts)]
@@ -527,9 +624,10 @@ def dispatch_account(account_id: int, *, budget_seconds: float | None = None) ->
             max_wait=RATE_WAIT_SECONDS,
         ):
             break
-        ids = claim(account.pk, batch_size)
+        token = new_claim_token()
+        ids = claim(account.pk, batch_size, token=token)
         if not ids:
             break
-        send_batch(account, ids)
+        send_batch(account, ids, token=token)
         sent += len(ids)
     return sent

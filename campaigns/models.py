@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Length
 from django.db.models.lookups import LessThanOrEqual
+from django.utils.translation import gettext_lazy as _
 
 from clients.channels import Channel, Purpose
 from clients.models import ApiCredential, Client, Operator
@@ -305,6 +306,17 @@ class Delivery(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Set by each claim; only the worker holding the same token may write its outcome, so a
+    # worker whose lease ran out cannot overwrite what the sweeper or a newer claim decided.
+    claim_token = models.CharField(max_length=32, blank=True, db_default="", default="")
+    may_be_at_gateway = models.BooleanField(
+        db_default=False,
+        default=False,
+        help_text=_(
+            "A failed submit may have reached this account's gateway: retries stay on the "
+            "same account, whose idempotency key makes a resend harmless."
+        ),
+    )
     expires_at = models.DateTimeField(null=True, blank=True, help_text="End of this step's TTL.")
     submitted_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)

@@ -23,7 +23,7 @@ from campaigns.audience import validate_segment
 from campaigns.models import Campaign, Delivery, Message
 from campaigns.statuses import Changes, apply_status_events, commit_changes, load
 from clients.channels import Channel
-from providers.base import ProviderError, ProviderRef
+from providers.base import ProviderError, ProviderRef, after_failure
 from providers.inbox import drain_callbacks
 from providers.models import ProviderAccount
 from providers.registry import get_backend
@@ -239,9 +239,14 @@ def requeue_expired_leases(now) -> int:
                 idempotent[account.pk] = get_backend(account).idempotent_submit
             changes.touch(delivery)
             delivery.lease_expires_at = None
-            if idempotent[account.pk]:
+            # The worker may have stopped after the gateway took the request.
+            decision = after_failure(
+                permanent=False, may_have_reached=True, idempotent=idempotent[account.pk]
+            )
+            if decision == "retry":
                 delivery.status = DeliveryStatus.QUEUED
                 delivery.next_attempt_at = now
+                delivery.may_be_at_gateway = True  # resent to the same gateway only
                 changes.event(
                     delivery, DeliveryStatus.QUEUED, "system", provider_status="lease_expired"
                 )

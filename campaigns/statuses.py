@@ -45,6 +45,7 @@ UPDATE_FIELDS = [
     "read_at",
     "final_at",
     "native_channels",
+    "may_be_at_gateway",
     "updated_at",
 ]
 

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 
@@ -36,6 +37,12 @@ class ProviderError(Exception):
     permanent=True: resending the same request cannot succeed (bad credentials,
     invalid parameters); the step fails and the cascade moves on.
     permanent=False: network trouble, 5xx, throttling; retry with backoff.
+
+    may_have_reached: whether the gateway may have taken the messages despite the
+    error (a read timeout, a 502, a connection lost after the request went out).
+    Unless told otherwise a transient error is assumed to have reached it: on a
+    gateway without idempotency keys a wrong guess that way waits for a report,
+    a wrong guess the other way sends twice. A permanent error never reached it.
     """
 
     def __init__(
@@ -46,10 +53,12 @@ class ProviderError(Exception):
         code: str = "",
         response_text: str = "",
         status_code: int | None = None,
+        may_have_reached: bool | None = None,
     ):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
+        self.may_have_reached = (not permanent) if may_have_reached is None else may_have_reached
         self.code = code
         self.response_text = response_text
         self.status_code = status_code
@@ -96,6 +105,9 @@ class SendResult:
     error_code: str = ""
     error_message: str = ""
     permanent: bool = True  # for accepted=False: may a resubmit succeed?
+    # For accepted=False and not permanent: may the gateway have it anyway (the request
+    # was lost on the way back)? Then a gateway without idempotency keys is not resent to.
+    may_have_reached: bool = False
     price: Decimal | None = None
     currency: str = ""
     parts: int = 0
@@ -190,17 +202,21 @@ class Backend:
         """One HTTP call; network failures and 5xx/429 become transient ProviderErrors."""
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.Timeout as error:
-            raise ProviderError(
-                f"{self.name}: timed out after {self.timeout:g} s", permanent=False
-            ) from error
-        except requests.ConnectionError as error:
+        except requests.RequestException as error:
+            if never_connected(error):
+                raise ProviderError(
+                    f"{self.name}: could not connect: {without_query(error)}",
+                    permanent=False,
+                    may_have_reached=False,
+                ) from error
+            if isinstance(error, requests.Timeout):
+                # Connected and sent, then no answer in time: the gateway may have it.
+                raise ProviderError(
+                    f"{self.name}: timed out after {self.timeout:g} s waiting for the answer",
+                    permanent=False,
+                ) from error
             raise ProviderError(
                 f"{self.name}: connection failed: {without_query(error)}", permanent=False
-            ) from error
-        except requests.RequestException as error:
-            raise ProviderError(
-                f"{self.name}: request failed: {without_query(error)}", permanent=False
             ) from error
         if response.status_code >= 500 or response.status_code == 429:
             raise ProviderError(
@@ -208,8 +224,64 @@ class Backend:
                 permanent=False,
                 status_code=response.status_code,
                 response_text=response.text[:2000],
+                # 429 and 503 say the gateway turned the request away; a 500, 502 or 504
+                # may come after (or from in front of) a gateway that stored the message.
+                may_have_reached=response.status_code not in REFUSED_UNSEEN,
             )
         return response
+
+
+# HTTP answers by which a gateway says it did not take the request in.
+REFUSED_UNSEEN = (429, 503)
+
+
+def never_connected(error: Exception) -> bool:
+    """True when the request cannot have left: no connection was ever made (refused,
+    unresolvable host, connect timeout). urllib3 keeps the cause as `reason` of the
+    MaxRetryError that requests wraps."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    cause = error.args[0] if error.args else None
+    reason = getattr(cause, "reason", cause)
+    return isinstance(
+        reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+    )
+
+
+def after_failure(*, permanent: bool, may_have_reached: bool, idempotent: bool) -> str:
+    """What becomes of a delivery whose submit failed; one rule for dispatch and the sweeper.
+
+    "fail": resending cannot help, the step fails and the cascade moves on.
+    "retry": resend later; safe when the gateway cannot have it, or refuses a repeated key.
+    "wait": the gateway may have it and would send it again: wait for its report (or a
+    status query) and let the TTL expire it, never resend blindly.
+    """
+    if permanent:
+        return "fail"
+    if may_have_reached and not idempotent:
+        return "wait"
+    return "retry"
+
+
+def failed_results(
+    messages: list[OutgoingMessage], error: ProviderError, *, may_have_reached: bool
+) -> list[SendResult]:
+    """One result per message of a request that failed as a whole (for a backend that
+    sends several requests per batch and keeps the results of those that went through)."""
+    return [
+        SendResult(
+            message.delivery_id,
+            message.idempotency_key,
+            accepted=False,
+            status="failed",
+            error_code=error.code,
+            error_message=str(error),
+            permanent=error.permanent,
+            may_have_reached=may_have_reached,
+            raw=error.response_text,
+        )
+        for message in messages
+    ]
 
 
 def without_query(error: Exception) -> str:

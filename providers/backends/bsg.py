@@ -44,6 +44,7 @@ import json
 import math
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -55,6 +56,7 @@ from providers.base import (
     ProviderRef,
     SendResult,
     StatusEvent,
+    failed_results,
 )
 from providers.status import DeliveryStatus
 
@@ -337,12 +339,31 @@ class Backend(BaseBackend):
                 results[index] = refused(
                     message, "channel", f"BSG cannot send {message.channel!r}", permanent=True
                 )
-        for validity, items in by_validity.items():
-            for start in range(0, len(items), MAX_RECIPIENTS):
-                results.update(self.send_viber(items[start : start + MAX_RECIPIENTS], validity))
-        for (text, hours, callback_url), items in by_sms_content.items():
-            for chunk in pack(items, MAX_RECIPIENTS):
-                results.update(self.send_sms(chunk, text, hours, callback_url))
+        calls = [
+            (items[start : start + MAX_RECIPIENTS], validity)
+            for validity, items in by_validity.items()
+            for start in range(0, len(items), MAX_RECIPIENTS)
+        ]
+        calls = [
+            (chunk, partial(self.send_viber, chunk, validity)) for chunk, validity in calls
+        ] + [
+            (chunk, partial(self.send_sms, chunk, text, hours, callback_url))
+            for (text, hours, callback_url), items in by_sms_content.items()
+            for chunk in pack(items, MAX_RECIPIENTS)
+        ]
+        for position, (chunk, send_request) in enumerate(calls):
+            try:
+                results.update(send_request())
+            except ProviderError as error:
+                if position == 0:
+                    raise  # nothing went through: the batch failed as a whole
+                # Earlier requests went through and their results stand; this one is
+                # as the error says; the later ones were never made.
+                later = [item for rest, _send in calls[position + 1 :] for item in rest]
+                for items, reached in ((chunk, error.may_have_reached), (later, False)):
+                    failed = failed_results([m for _i, m in items], error, may_have_reached=reached)
+                    results.update(zip([i for i, _m in items], failed, strict=True))
+                break
         return [results[index] for index in range(len(batch))]
 
     def viber_body(self, items: list[Item], validity: int) -> dict:

@@ -370,6 +370,8 @@ class Backend(BaseBackend):
             self.raise_for_request_error(answer, response.text, whole_list=True)
         items = answer.get("messages")
         if not isinstance(items, list) or len(items) != len(messages):
+            # Some or all of the list may be on its way and nothing says which: waited
+            # for (callbacks carry our key), never resent (after_failure).
             raise ProviderError(
                 f"{self.name}: the list answer does not have one entry per message "
                 f"({len(messages)} sent)",
@@ -424,6 +426,7 @@ class Backend(BaseBackend):
             permanent=kind != "transient",
             code=code,
             response_text=text[:2000],
+            may_have_reached=False,  # the gateway answered that it refused the request
         )
 
     def result(self, message: OutgoingMessage, answer: dict, raw: str) -> SendResult:

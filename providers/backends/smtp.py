@@ -21,7 +21,13 @@ from email.utils import make_msgid
 from django.core.mail import EmailMultiAlternatives
 
 from providers.base import Backend as BaseBackend
-from providers.base import ConfigurationError, OutgoingMessage, ProviderError, SendResult
+from providers.base import (
+    ConfigurationError,
+    OutgoingMessage,
+    ProviderError,
+    SendResult,
+    failed_results,
+)
 from providers.status import DeliveryStatus
 
 # SMTP reply codes: 4xx are temporary by definition (RFC 5321 §4.2.1), 5xx permanent.
@@ -81,7 +87,10 @@ class Backend(BaseBackend):
                 code=str(error.smtp_code),
             ) from error
         except (OSError, smtplib.SMTPException) as error:
-            raise ProviderError(f"smtp: cannot connect: {error}", permanent=False) from error
+            # Nothing of the batch has been handed over yet.
+            raise ProviderError(
+                f"smtp: cannot connect: {error}", permanent=False, may_have_reached=False
+            ) from error
         return connection
 
     def build(
@@ -105,8 +114,16 @@ class Backend(BaseBackend):
         connection = self.open(settings)
         results = []
         try:
-            for message in batch:
-                results.append(self.send_one(connection, message, settings["from_email"]))
+            for position, message in enumerate(batch):
+                try:
+                    results.append(self.send_one(connection, message, settings["from_email"]))
+                except ProviderError as error:
+                    # The session is gone. What the server accepted stays accepted; the
+                    # email on the wire may have been queued before the line dropped; the
+                    # rest never left and can go again.
+                    results += failed_results([message], error, may_have_reached=True)
+                    results += failed_results(batch[position + 1 :], error, may_have_reached=False)
+                    break
         finally:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 connection.quit()
@@ -152,7 +169,6 @@ class Backend(BaseBackend):
                 permanent=error.smtp_code not in TEMPORARY_REPLY,
             )
         except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as error:
-            # The session is gone: this and the rest of the batch must be retried.
             raise ProviderError(f"smtp: connection lost: {error}", permanent=False) from error
         return SendResult(
             message.delivery_id,

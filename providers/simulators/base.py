@@ -45,10 +45,16 @@ class SimulatorConfig:
     # Seconds from acceptance to the final status.
     delivery_delay: float = 0.2
     # Fractions of requests that fail instead of reaching the protocol code.
-    error_rate: float = 0.0  # HTTP 500
+    error_rate: float = 0.0  # HTTP error_status, before the request is looked at
+    error_status: int = 500
     timeout_rate: float = 0.0  # sleeps `timeout_seconds`, then answers 504
     malformed_rate: float = 0.0  # 200 with a body that is not the protocol's
     drop_rate: float = 0.0  # closes the connection without an answer
+    # Faults after the request was served (messages stored, callbacks scheduled): the
+    # answer is lost, as when a gateway commits and then its proxy or the network fails.
+    error_after_store_rate: float = 0.0  # HTTP 500 instead of the answer
+    timeout_after_store_rate: float = 0.0  # sleeps `timeout_seconds`, then answers 504
+    drop_after_store_rate: float = 0.0  # closes the connection instead of answering
     timeout_seconds: float = 15.0
     latency: float = 0.0  # added to every protocol answer, seconds
     # Multiply the gateway's callback retry delays (1 and 10 minutes for
@@ -189,6 +195,10 @@ class Simulator:
             self.messages: dict[str, SimMessage] = {}
             self.by_key: dict[str, str] = {}
             self.key_submissions: dict[str, int] = {}  # key -> times it was accepted (must stay 1)
+            # key -> times a request carried it, counted on receipt before any deduplication:
+            # what the engine sent, not what the gateway kept.
+            self.key_receipts: dict[str, int] = {}
+            self.requests_faulted_after_store = 0
             self.requests_total = 0
             self.requests_faulted = 0
             self.accepted_total = 0
@@ -253,6 +263,12 @@ class Simulator:
                 self.schedule(message.final_at, lambda m=message: self.fire_callback(m))
         return message
 
+    def received(self, key: str) -> None:
+        """Count a recipient's key as it arrives, before the protocol code deduplicates it."""
+        if key:
+            with self.lock:
+                self.key_receipts[key] = self.key_receipts.get(key, 0) + 1
+
     def find_by_key(self, key: str) -> SimMessage | None:
         with self.lock:
             message_id = self.by_key.get(key)
@@ -311,7 +327,8 @@ class Simulator:
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
-            duplicates = {key: count for key, count in self.key_submissions.items() if count > 1}
+            duplicates = {key: count for key, count in self.key_receipts.items() if count > 1}
+            kept_twice = {key: count for key, count in self.key_submissions.items() if count > 1}
             return {
                 "simulator": self.name,
                 "requests": self.requests_total,
@@ -320,7 +337,11 @@ class Simulator:
                 "rejected": self.rejected_total,
                 "messages": len(self.messages),
                 "keys": len(self.key_submissions),
+                # Keys that arrived more than once (whether or not the gateway deduplicated).
                 "duplicate_keys": duplicates,
+                # Keys the gateway took as a new message more than once: sent twice.
+                "duplicate_sends": kept_twice,
+                "faulted_after_store": self.requests_faulted_after_store,
                 "callbacks_sent": self.callbacks_sent,
                 "callbacks_failed": self.callbacks_failed,
                 "callbacks_dropped": self.callbacks_dropped,
@@ -356,7 +377,7 @@ class Simulator:
             if fault == "drop":
                 return None
             if fault == "error":
-                return SimResponse(500, "Internal Server Error")
+                return SimResponse(config.error_status, "Server error")
             if fault == "timeout":
                 time.sleep(config.timeout_seconds)
                 return SimResponse(504, "Gateway Timeout")
@@ -367,10 +388,29 @@ class Simulator:
         try:
             if config.latency:
                 time.sleep(config.latency)
-            return self.route(request)
+            response = self.route(request)
         finally:
             with self.lock:
                 self.in_flight -= 1
+        return self.fault_after_store(response)
+
+    def fault_after_store(self, response: SimResponse | None) -> SimResponse | None:
+        config = self.config
+        with self.lock:
+            roll = self.rng.random()
+        error = config.error_after_store_rate
+        timeout = error + config.timeout_after_store_rate
+        drop = timeout + config.drop_after_store_rate
+        if roll >= drop:
+            return response
+        with self.lock:
+            self.requests_faulted_after_store += 1
+        if roll < error:
+            return SimResponse(500, "Internal Server Error")
+        if roll < timeout:
+            time.sleep(config.timeout_seconds)
+            return SimResponse(504, "Gateway Timeout")
+        return None
 
     def route(self, request: SimRequest) -> SimResponse | None:
         route = self.routes().get((request.method, request.path))

@@ -205,6 +205,8 @@ class BsgSimulator(Simulator):
         self, reference: Any, msisdn: str, seen: set[str], codes: dict[str, int]
     ) -> int:
         """The per-recipient error code, 0 when the recipient can be accepted."""
+        if isinstance(reference, str):
+            self.received(reference)  # counted before the repeated-reference check
         if not MSISDN.fullmatch(msisdn):
             return codes["phone"]
         if msisdn in seen:

@@ -273,6 +273,7 @@ class CascadeGatewaySimulator(Simulator):
         flavour: str,
     ) -> SimMessage:
         """A new message, or the earlier one when this login already sent this client id."""
+        self.received(f"{login}:{client_id}" if client_id else "")
         with self.lock:
             if client_id:
                 earlier = self.client_ids.get((login, client_id))

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from providers.simulators.base import (
     SimMessage,
@@ -232,8 +232,12 @@ class PulseSimulator(Simulator):
     # ---- acceptance and callbacks ----
     def take(self, fields: dict) -> SimMessage:
         request = {k: v for k, v in fields["request"].items() if k != "token"}
+        # 1-pulse has no idempotency key and takes every request as new. Cascade's own key
+        # rides in the callback URL: counted here so a resend shows as a duplicate send.
+        key = cascade_key(fields["callback_url"])
+        self.received(key)
         message = self.accept(
-            key="",  # 1-pulse has no idempotency key
+            key=key,
             phone=fields["phone"],
             channels=fields["channels"],
             callback_url=fields["callback_url"],
@@ -286,3 +290,9 @@ def valid_recipient(kind: str, sent_to: str, find_token: bool) -> bool:
             return bool(PHONE.fullmatch(sent_to) or EMAIL.fullmatch(sent_to))
         return all(token.strip() for token in sent_to.split(","))
     return bool(PHONE.fullmatch(sent_to))
+
+
+def cascade_key(callback_url: str) -> str:
+    """The `key` query parameter Cascade puts in its 1-pulse callback URL, or ''."""
+    values = parse_qs(urlsplit(callback_url or "").query).get("key")
+    return values[0] if values else ""

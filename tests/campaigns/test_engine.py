@@ -261,6 +261,7 @@ def test_repeated_5xx_fails_over_to_the_second_account(setup, monkeypatch):
         operator=operator, channel="sms", account=setup["gateway"], priority=2
     )
     setup["pulse_sim"].config.error_rate = 1.0
+    setup["pulse_sim"].config.error_status = 503  # turned away: safe to send elsewhere
     monkeypatch.setattr(dispatch, "backoff", lambda attempts: 0)
     campaign = campaign_for(setup, ["sms"])
     fanout.fan_out(campaign.pk)

@@ -298,6 +298,7 @@ def test_a_gateway_that_does_not_answer_in_time_is_a_transient_error(sim):
     with pytest.raises(ProviderError) as caught:
         backend.send([message(1)])
     assert caught.value.permanent is False
+    assert caught.value.may_have_reached is True
     assert "timed out" in str(caught.value)
 
 

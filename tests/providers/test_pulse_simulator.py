@@ -289,6 +289,7 @@ def test_a_timeout_is_a_transient_error(sim):
     with pytest.raises(ProviderError, match="timed out") as error:
         Backend(account).send([message(1)])
     assert error.value.permanent is False
+    assert error.value.may_have_reached is True  # sent, then no answer: it may be there
     assert time.monotonic() - started < 1.9
 
 
