@@ -37,6 +37,11 @@ class _Handler:
             self.server.received.append(
                 ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), parsed)
             )
+            reset = len(self.server.received) in self.server.reset_after_mails
+        if reset:
+            # Stored, and the connection dropped before the 250: the sender cannot know.
+            server.transport.abort()
+            return "421 4.3.0 Never seen: the connection is gone"
         return "250 Message accepted for delivery"
 
 
@@ -52,6 +57,9 @@ class SmtpSimulator:
         self.received: list[ReceivedMail] = []
         self.refused_recipients: set[str] = set()
         self.deferred_recipients: set[str] = set()
+        # Fault: after storing the Nth mail received (counting from 1), reset the connection
+        # instead of answering, as a server that crashes between queueing and replying.
+        self.reset_after_mails: set[int] = set()
         self.controller: Controller | None = None
 
     def start(self) -> SmtpSimulator:

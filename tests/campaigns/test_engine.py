@@ -508,3 +508,74 @@ def test_a_step_skipped_at_send_time_falls_through_to_a_channel_still_allowed(se
     steps = dict(Delivery.objects.filter(campaign=campaign).values_list("channel", "status"))
     assert steps == {"viber": "skipped", "email": "sent"}
     assert counters.counts(campaign.pk) == counters.recount(campaign.pk)
+
+
+@pytest.mark.parametrize(
+    "fault", ["error_after_store_rate", "timeout_after_store_rate", "drop_after_store_rate"]
+)
+def test_a_lost_answer_from_1_pulse_is_waited_for_not_resent(setup, monkeypatch, fault):
+    make_clients(setup["operator"], 3, allow_sms=True)
+    ProviderAccount.objects.filter(pk=setup["pulse"].pk).update(timeout_seconds=1)
+    sim = setup["pulse_sim"]
+    sim.config.timeout_seconds = 1.5
+    setattr(sim.config, fault, 1.0)  # 1-pulse stores the messages, then the answer is lost
+    monkeypatch.setattr(dispatch, "backoff", lambda attempts: 0)
+    campaign = campaign_for(setup, ["sms"])
+    fanout.fan_out(campaign.pk)
+    dispatch.dispatch_account(setup["pulse"].pk, budget_seconds=5)
+    setattr(sim.config, fault, 0.0)
+    for _ in range(3):
+        dispatch.dispatch_account(setup["pulse"].pk, budget_seconds=1)
+        services.sweep_once()
+    stats = sim.stats()
+    assert stats["accepted"] == 3 and stats["duplicate_keys"] == {}  # counted on receipt
+    deliveries = Delivery.objects.filter(campaign=campaign)
+    assert set(deliveries.values_list("status", flat=True)) == {"unknown"}
+    assert "not resent" in deliveries.first().error_message
+    # No report ever comes: the TTL ends the wait, still without a resend.
+    deliveries.update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.sweep_once()
+    assert set(deliveries.values_list("status", flat=True)) == {"expired"}
+    assert sim.stats()["duplicate_keys"] == {}
+    assert counters.counts(campaign.pk) == counters.recount(campaign.pk)
+
+
+def test_an_smtp_connection_reset_mid_batch_sends_each_email_once(setup):
+    from providers.simulators.smtp import SmtpSimulator
+
+    smtp = SmtpSimulator().start()
+    try:
+        mail = ProviderAccount.objects.create(
+            operator=setup["operator"],
+            name="Mail",
+            backend="smtp",
+            credentials={"host": "127.0.0.1", "port": smtp.port, "from_email": "news@shop.ru"},
+            channels=["email"],
+            max_batch=50,
+        )
+        ChannelRoute.objects.create(
+            operator=setup["operator"], channel="email", account=mail, priority=1
+        )
+        for n in range(4):
+            Client.objects.create(
+                operator=setup["operator"], email=f"c{n}@example.com", allow_email=True
+            )
+        smtp.reset_after_mails = {2}
+        campaign = campaign_for(setup, ["email"])
+        fanout.fan_out(campaign.pk)
+        dispatch.dispatch_account(mail.pk, budget_seconds=2)
+        statuses = sorted(
+            Delivery.objects.filter(campaign=campaign).values_list("status", flat=True)
+        )
+        assert statuses == ["delivered", "queued", "queued", "unknown"]
+        Delivery.objects.filter(status="queued").update(next_attempt_at=timezone.now())  # backoff
+        dispatch.dispatch_account(mail.pk, budget_seconds=2)
+        stats = smtp.stats()
+        assert stats["duplicate_keys"] == {} and stats["accepted"] == 4
+        statuses = sorted(
+            Delivery.objects.filter(campaign=campaign).values_list("status", flat=True)
+        )
+        assert statuses == ["delivered", "delivered", "delivered", "unknown"]
+        assert counters.counts(campaign.pk) == counters.recount(campaign.pk)
+    finally:
+        smtp.stop()

@@ -357,3 +357,32 @@ def test_the_simulator_keeps_up_with_thousands_of_recipients_a_second(sim):
     assert sum(result.accepted for result in results) == 2000
     # ~0.2 s here; 40 requests that each waited for a delayed ACK would take ~1.8 s.
     assert elapsed < 1.0, f"2000 recipients took {elapsed:.2f} s"
+
+
+def test_a_failed_request_keeps_the_results_of_the_requests_before_it(sim, monkeypatch):
+    backend = Backend(account_for(sim))
+    send_sms = backend.send_sms
+
+    def sms_answer_lost(*args, **kwargs):
+        sim.config.error_after_store_rate = 1.0  # BSG stores the SMS, its answer is a 500
+        return send_sms(*args, **kwargs)
+
+    monkeypatch.setattr(backend, "send_sms", sms_answer_lost)
+    viber, sms, later = backend.send(
+        [
+            message(1),
+            message(2, channel="sms", text="First SMS"),
+            message(3, channel="sms", text="Another SMS, another request"),
+        ]
+    )
+    assert viber.accepted and viber.provider_message_id  # recorded, not thrown away
+    assert (sms.accepted, sms.permanent, sms.may_have_reached) == (False, False, True)
+    assert (later.accepted, later.permanent, later.may_have_reached) == (False, False, False)
+    assert sim.stats()["requests"] == 2  # the third request was never made
+
+
+def test_a_failure_of_the_first_request_fails_the_batch_as_a_whole(sim):
+    sim.config.error_rate, sim.config.error_status = 1.0, 503
+    with pytest.raises(ProviderError) as caught:
+        Backend(account_for(sim)).send([message(1), message(2, channel="sms")])
+    assert (caught.value.permanent, caught.value.may_have_reached) == (False, False)

@@ -83,3 +83,16 @@ def test_missing_settings_name_the_setting_to_add(smtp_server):
     account.credentials.pop("from_email")
     with pytest.raises(ConfigurationError, match="from_email"):
         Backend(account).send([message(1)])
+
+
+def test_a_connection_reset_mid_batch_keeps_what_was_accepted(smtp_server):
+    smtp_server.reset_after_mails = {2}  # the second mail is stored, then the line drops
+    results = Backend(account_for(smtp_server)).send([message(n) for n in (1, 2, 3, 4)])
+    assert [(r.accepted, r.permanent, r.may_have_reached) for r in results] == [
+        (True, True, False),  # accepted before the reset: recorded, not resent
+        (False, False, True),  # on the wire when it dropped: the server may have it
+        (False, False, False),  # never sent: safe to send again
+        (False, False, False),
+    ]
+    assert [mail.message["X-Cascade-Key"] for mail in smtp_server.received] == ["k1", "k2"]
+    assert "connection lost" in results[2].error_message
