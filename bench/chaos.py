@@ -724,6 +724,7 @@ CHECKS = (
     "non_final",
     "duplicate_sends",
     "duplicate_recipients",
+    "sent_without_consent",
     "counter_mismatches",
     "cost_mismatches",
     "lost_consent_changes",
@@ -950,6 +951,7 @@ def run(
     sweeper.join(60)
     stats = {sim.name: sim_stats(sim) for sim in sims}  # over HTTP, as the README shows
     duplicate_recipients = {sim.name: duplicate_phones(sim) for sim in sims}
+    sends = [send for sim in sims for send in accepted_sends(sim)]
     for sim in sims:
         sim.stop()  # no late callback may land during the replay below
     replay = replay_callbacks(campaign.pk, pulse.delivered_urls, args.replay)
@@ -963,6 +965,7 @@ def run(
         consent=consent,
         stats=stats,
         duplicate_recipients=duplicate_recipients,
+        sends=sends,
         replay=replay,
         log_dir=log_dir,
     )
@@ -1041,14 +1044,40 @@ def fault_schedule(args, processes: Processes, pg, redis_server, gateway, pulse)
             lambda: sim_config(pulse, callback_drop_rate=0.2),
         ),
         (
+            0.06 * window,
+            # 1-pulse takes lists of 500, so a few requests carry the whole SMS traffic.
+            "1-pulse stores, then loses 45% of its answers (500, timeout, reset)",
+            lambda: sim_config(
+                pulse,
+                error_after_store_rate=0.15,
+                timeout_after_store_rate=0.15,
+                drop_after_store_rate=0.15,
+            ),
+        ),
+        (
             0.10 * window,
-            "cascade gateway answers 30% HTTP 500 and 10% timeouts",
-            lambda: sim_config(gateway, error_rate=0.3, timeout_rate=0.1),
+            "cascade gateway answers 30% HTTP 500 and 10% timeouts, 10% 500 after storing",
+            lambda: sim_config(
+                gateway, error_rate=0.3, timeout_rate=0.1, error_after_store_rate=0.1
+            ),
         ),
         (
             0.35 * window,
             "cascade gateway healthy again",
-            lambda: sim_config(gateway, error_rate=0.0, timeout_rate=0.0),
+            lambda: sim_config(
+                gateway, error_rate=0.0, timeout_rate=0.0, error_after_store_rate=0.0
+            ),
+        ),
+        (
+            # Later than the gateway's spell: 1-pulse's traffic (SMS steps) comes later.
+            0.60 * window,
+            "1-pulse answers every request again",
+            lambda: sim_config(
+                pulse,
+                error_after_store_rate=0.0,
+                timeout_after_store_rate=0.0,
+                drop_after_store_rate=0.0,
+            ),
         ),
     ]
     if not args.skip_kill:
@@ -1069,7 +1098,53 @@ def fault_schedule(args, processes: Processes, pg, redis_server, gateway, pulse)
         )
     )
     faults.append((window, "end of the fault window", lambda: None))
-    return faults
+    return sorted(faults, key=lambda fault: fault[0])  # stable: same-time faults keep their order
+
+
+def accepted_sends(sim) -> list[tuple[str, float]]:
+    """(phone, when the gateway took it) for every message a simulator accepted."""
+    with sim.lock:
+        return [(m.phone, m.accepted_at) for m in sim.messages.values()]
+
+
+# A batch read before a withdrawal committed may still be on the wire for up to one
+# request (the accounts' 5 s timeout): consent is honoured as of the claim, not after it.
+CONSENT_GRACE_SECONDS = 6.0
+
+
+def sent_without_consent(operator, sends) -> tuple[int, int, list]:
+    """Messages a gateway took after the client withdrew SMS consent (every channel of the
+    chaos cascade needs allow_sms): (beyond the grace, within it, examples)."""
+    from clients.models import Client, ConsentChange
+
+    client_by_phone = dict(Client.objects.filter(operator=operator).values_list("phone", "pk"))
+    changes = defaultdict(list)
+    for client_id, changed_at, value in (
+        ConsentChange.objects.filter(operator=operator, flag="allow_sms")
+        .order_by("changed_at", "pk")
+        .values_list("client_id", "changed_at", "new_value")
+    ):
+        changes[client_id].append((changed_at.timestamp(), value))
+
+    def allowed(client_id, at: float) -> bool:
+        value = True  # the chaos audience consented at fan-out (or was skipped there)
+        for when, new_value in changes.get(client_id, []):
+            if when > at:
+                break
+            value = new_value
+        return value
+
+    beyond, within, examples = 0, 0, []
+    for phone, accepted_at in sends:
+        client_id = client_by_phone.get(phone)
+        if client_id is None or allowed(client_id, accepted_at):
+            continue
+        if not allowed(client_id, accepted_at - CONSENT_GRACE_SECONDS):
+            beyond += 1
+            examples.append({"phone": phone, "accepted_at": accepted_at})
+        else:
+            within += 1
+    return beyond, within, examples[:50]
 
 
 def duplicate_phones(sim) -> int:
@@ -1120,7 +1195,9 @@ def replay_callbacks(campaign_id: int, urls: list[str], limit: int = 5000) -> di
     }
 
 
-def check(args, *, campaign, operator, consent, stats, duplicate_recipients, replay, log_dir):
+def check(
+    args, *, campaign, operator, consent, stats, duplicate_recipients, sends, replay, log_dir
+):
     from django.db.models import Count
 
     from campaigns import counters
@@ -1180,9 +1257,15 @@ def check(args, *, campaign, operator, consent, stats, duplicate_recipients, rep
             )
         evidence["non_final"] = samples
 
-    # 2. Each simulator accepted each idempotency key once.
-    duplicate_keys = {name: s["duplicate_keys"] for name, s in stats.items()}
+    # 2. Each simulator took each idempotency key as a new message once. Keys are also
+    # counted on receipt, before a gateway deduplicates: on 1-pulse (no idempotency key)
+    # a key received twice is a message sent twice; on the cascade gateway it is a
+    # resubmission after a claim was taken back, which the gateway answers from the
+    # earlier message (reported as resubmitted_keys).
+    duplicate_keys = {name: s["duplicate_sends"] for name, s in stats.items()}
+    duplicate_keys["pulse"] = stats["pulse"]["duplicate_keys"]
     duplicate_sends = sum(len(keys) for keys in duplicate_keys.values())
+    resubmitted_keys = len(stats["cascade_gateway"]["duplicate_keys"])
     if duplicate_sends or any(duplicate_recipients.values()):
         evidence["duplicate_keys"] = {
             name: dict(list(k.items())[:50]) for name, k in duplicate_keys.items()
@@ -1213,6 +1296,10 @@ def check(args, *, campaign, operator, consent, stats, duplicate_recipients, rep
         for channel, currency in sorted(set(costs) | set(recosted))
         if costs.get((channel, currency)) != recosted.get((channel, currency))
     }
+    # 3b. Nothing went out after a withdrawal (consent honoured at send time).
+    without_consent, within_grace, without_consent_examples = sent_without_consent(operator, sends)
+    if without_consent:
+        evidence["sent_without_consent"] = without_consent_examples
     if counter_diff or cost_diff:
         evidence["counters"] = counter_diff
         evidence["costs"] = cost_diff
@@ -1283,12 +1370,13 @@ def check(args, *, campaign, operator, consent, stats, duplicate_recipients, rep
         f"cascade gateway: {gateway['requests']} requests ({gateway['faulted_requests']} faulted), "
         f"{gateway['accepted']} accepted, {gateway['keys']} keys, "
         f"{gateway['deduplicated']} resubmissions answered from the earlier message, "
-        f"{len(gateway['duplicate_keys'])} keys accepted twice, "
+        f"{len(gateway['duplicate_keys'])} keys received twice, "
+        f"{len(gateway['duplicate_sends'])} keys accepted twice, "
         f"{duplicate_recipients['cascade_gateway']} phones sent twice"
     )
     log(
         f"1-pulse: {pulse['requests']} requests, {pulse['accepted']} accepted, {pulse['keys']} keys, "
-        f"{len(pulse['duplicate_keys'])} keys accepted twice, {duplicate_recipients['pulse']} phones sent twice; "
+        f"{len(pulse['duplicate_keys'])} keys received twice, {duplicate_recipients['pulse']} phones sent twice; "
         f"callbacks ok {pulse['callbacks_sent']}, failed {pulse['callbacks_failed']}, "
         f"dropped {pulse['callbacks_dropped']}, twice {pulse['callbacks_duplicated']}, "
         f"late {pulse['callbacks_reordered']}, not sent {pulse['callbacks_backlog']}"
@@ -1313,8 +1401,11 @@ def check(args, *, campaign, operator, consent, stats, duplicate_recipients, rep
         "recipients": args.recipients,
         "non_final": non_final,
         "duplicate_sends": duplicate_sends,
+        "resubmitted_keys": resubmitted_keys,
         "counter_mismatches": len(counter_diff),
         "lost_consent_changes": lost_consent_changes,
+        "sent_without_consent": without_consent,
+        "sent_as_consent_was_withdrawn": within_grace,
         "open_deliveries": open_deliveries,
         "duplicate_recipients": sum(duplicate_recipients.values()),
         "cost_mismatches": len(cost_diff),
@@ -1328,6 +1419,10 @@ def check(args, *, campaign, operator, consent, stats, duplicate_recipients, rep
         "sms_steps": deliveries_by_channel.get("sms", 0),
         "lease_expired": lease_expired,
         "gateway_faulted_requests": gateway["faulted_requests"],
+        "faulted_after_store": {
+            "cascade_gateway": gateway["faulted_after_store"],
+            "pulse": pulse["faulted_after_store"],
+        },
         "gateway_deduplicated": gateway["deduplicated"],
         "callbacks": {
             name: pulse[f"callbacks_{name}"]

@@ -183,7 +183,7 @@ def insert_first_deliveries(campaign: Campaign, now) -> None:
 @transaction.atomic
 def fan_out(campaign_id: int) -> FanOutResult | None:
     """Create the campaign's messages and first deliveries; safe to run twice."""
-    campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
+    campaign = Campaign.objects.select_for_update(no_key=True).filter(pk=campaign_id).first()
     if campaign is None or campaign.state not in (Campaign.State.RUNNING, Campaign.State.PAUSED):
         return None
     if campaign.fanned_out_at is not None:

@@ -14,12 +14,13 @@ from collections import Counter
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from campaigns import counters, windows
 from campaigns.audience import validate_segment
+from campaigns.fanout import db_time
 from campaigns.models import Campaign, Delivery, Message
 from campaigns.statuses import Changes, apply_status_events, commit_changes, load
 from clients.channels import Channel
@@ -45,7 +46,9 @@ def _set_state(
     campaign_id: int, allowed_from: tuple[str, ...], new_state: str, **fields
 ) -> Campaign:
     with transaction.atomic():
-        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        # NO KEY: a claim or a counter update committing meanwhile checks its foreign key to
+        # this row (KEY SHARE); a plain FOR UPDATE would wait on it while it waits on us.
+        campaign = Campaign.objects.select_for_update(no_key=True).get(pk=campaign_id)
         if campaign.state not in allowed_from:
             raise TransitionError(
                 f"A {campaign.get_state_display().lower()} campaign cannot become {new_state}."
@@ -83,7 +86,9 @@ def save_draft(
         if campaign_id is None:
             campaign = Campaign(operator=operator, created_by=user, source=Campaign.Source.PAGE)
         else:
-            campaign = Campaign.objects.select_for_update().get(pk=campaign_id, operator=operator)
+            campaign = Campaign.objects.select_for_update(no_key=True).get(
+                pk=campaign_id, operator=operator
+            )
             if campaign.state != Campaign.State.DRAFT:
                 raise TransitionError("Only a draft can be edited.")
         if template is None:
@@ -184,20 +189,21 @@ def cancel(*, campaign_id: int) -> Campaign:
             Campaign.State.CANCELLED,
             finished_at=now,
         )
-        waiting = [DeliveryStatus.PENDING, DeliveryStatus.QUEUED]
-        grouped = (
-            Delivery.objects.filter(campaign_id=campaign_id, status__in=waiting)
-            .values("channel", "status")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
+        # The counters move by what each UPDATE really changed: a claim committing
+        # meanwhile takes rows out of `queued`, and a count made beforehand would
+        # still move them.
         deltas: Counter = Counter()
-        for row in grouped:
-            deltas[(campaign_id, row["channel"], row["status"])] -= row["n"]
-            deltas[(campaign_id, row["channel"], DeliveryStatus.CANCELLED)] += row["n"]
-        Delivery.objects.filter(campaign_id=campaign_id, status__in=waiting).update(
-            status=DeliveryStatus.CANCELLED, final_at=now, updated_at=now, next_attempt_at=None
-        )
+        with connection.cursor() as cursor:
+            for waiting in (DeliveryStatus.PENDING, DeliveryStatus.QUEUED):
+                cursor.execute(
+                    "UPDATE campaigns_delivery SET status = %s, final_at = %s, updated_at = %s, "
+                    "next_attempt_at = NULL WHERE campaign_id = %s AND status = %s "
+                    "RETURNING channel",
+                    [DeliveryStatus.CANCELLED, db_time(now), db_time(now), campaign_id, waiting],
+                )
+                for (channel,) in cursor.fetchall():
+                    deltas[(campaign_id, channel, waiting)] -= 1
+                    deltas[(campaign_id, channel, DeliveryStatus.CANCELLED)] += 1
         counters.bump(deltas)
         Message.objects.filter(
             campaign_id=campaign_id, status__in=[Message.Status.PENDING, Message.Status.IN_PROGRESS]
@@ -286,8 +292,11 @@ def expire_past_ttl(now) -> int:
                 force=True,
             )
             changes.event(delivery, DeliveryStatus.EXPIRED, "system", provider_status="ttl")
+        # Locked, so a `read` report being applied right now either lands first (and the
+        # row no longer matches) or waits for the next step to exist; skipped when held.
         unread = load(
-            Delivery.objects.filter(
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
                 status=DeliveryStatus.DELIVERED, expires_at__lt=now, campaign__read_is_final=True
             )
             .exclude(

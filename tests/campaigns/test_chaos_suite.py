@@ -59,12 +59,16 @@ def test_a_campaign_through_crashes_restarts_and_bad_gateways_ends_final_and_exa
     assert result["cost_mismatches"] == 0, output[-6000:]
     assert result["lost_consent_changes"] == 0, output[-6000:]
     assert result["consent_history_breaks"] == 0, output[-6000:]
+    assert result["sent_without_consent"] == 0, output[-6000:]
     # Callbacks replayed twice, newest first, change nothing and record nothing new.
     assert result["replay_changes"] == result["replay_new_events"] == 0, output[-6000:]
     # The faults really happened: the gateway failed requests, the crash left claims
     # for the sweeper, the outages made consent changes retry, callbacks were
     # dropped, doubled and delayed.
     assert result["gateway_faulted_requests"] > 0
+    # Both gateways stored messages and then lost the answer: 1-pulse's are waited for.
+    assert result["faulted_after_store"]["pulse"] > 0, output[-6000:]
+    assert result["faulted_after_store"]["cascade_gateway"] > 0, output[-6000:]
     assert result["lease_expired"] > 0, "the kill must land while the cluster holds claims"
     assert result["consent_changes"] > 0
     assert result["sweeper_errors"] == {} and result["consent_errors"] == {}

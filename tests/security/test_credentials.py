@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from campaigns import dispatch
 from campaigns.models import Campaign, Delivery, DeliveryEvent, Message
-from clients.models import ApiCredential
+from clients.models import ApiCredential, Client
 from clients.services import issue_credential, revoke_credential
 from providers.models import ChannelRoute, ProviderAccount
 from providers.status import DeliveryStatus
@@ -104,6 +104,13 @@ def queue_deliveries(world, accounts) -> dict[str, Delivery]:
     now = timezone.now()
     Campaign.objects.filter(pk=world["campaign"].pk).update(state=Campaign.State.RUNNING)
     gateway_delivery = world["delivery"]
+    # Dispatch checks route and consent again at send time: both hold, so requests go out.
+    ChannelRoute.objects.get_or_create(
+        operator=world["operator"],
+        channel=gateway_delivery.channel,
+        account=gateway_delivery.account,
+    )
+    Client.objects.filter(pk=world["client"].pk).update(allow_sms=True)
     Delivery.objects.filter(pk=gateway_delivery.pk).update(
         status=DeliveryStatus.QUEUED, next_attempt_at=now, expires_at=now + timedelta(hours=1)
     )
