@@ -231,6 +231,22 @@ else:
 if Q_CLUSTER["timeout"] >= Q_CLUSTER["retry"]:
     raise ImproperlyConfiguredEnv("Q_TIMEOUT must be smaller than Q_RETRY")
 
+# The cache holds the partner API's rate windows and failed-login counters, which must
+# be one count for all web workers: Redis (CACHE_URL, or the broker's REDIS_URL) when
+# there is one. Without Redis each process counts for itself (fine for `make run`, one
+# process; with N gunicorn workers a limit is N times looser) - the README says so.
+CACHE_URL = env_str("CACHE_URL", REDIS_URL)
+if CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "cascade",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
