@@ -585,6 +585,28 @@ def retry_later(changes: Changes, delivery: Delivery, error: str, routes) -> Non
     delivery.next_attempt_at = changes.now + timedelta(seconds=delay)
 
 
+# Of a claim's time, what its requests may spend waiting on the gateway; the rest is
+# for reading and writing the rows.
+CLAIM_TIME_FOR_REQUESTS = 0.8
+
+
+def lease_seconds() -> float:
+    return float(settings.CASCADE_CLAIM_LEASE_SECONDS)
+
+
+def claim_size(account: ProviderAccount, backend, seconds: float) -> int:
+    """How many deliveries to claim at once: several requests' worth (the database work is
+    per claim), no more than the rate limit allows in a second, and few enough that every
+    request timing out in turn still ends within `seconds` (the lease, the task's time):
+    a claim that outlives its lease is taken back by the sweeper while it is still sending.
+    """
+    size = account.max_batch * max(1, settings.CASCADE_CLAIM_TARGET // max(1, account.max_batch))
+    if account.rate_limit_per_second:
+        size = min(size, account.rate_limit_per_second)
+    requests = int(seconds * CLAIM_TIME_FOR_REQUESTS // max(1, account.timeout_seconds))
+    return max(1, min(size, backend.messages_within(requests)))
+
+
 def has_due_work(account_id: int, within_seconds: float = 0) -> bool:
     horizon = timezone.now() + timedelta(seconds=within_seconds)
     return (
@@ -607,15 +629,14 @@ def dispatch_account(account_id: int, *, budget_seconds: float | None = None) ->
     if account is None:
         return 0
     budget = budget_seconds if budget_seconds is not None else settings.Q_CLUSTER["timeout"] / 2
-    deadline = time.monotonic() + budget
-    # Claim several requests' worth at once: the database work is per claim.
-    batch_size = account.max_batch * max(
-        1, settings.CASCADE_CLAIM_TARGET // max(1, account.max_batch)
-    )
-    if account.rate_limit_per_second:
-        batch_size = max(1, min(batch_size, account.rate_limit_per_second))
+    started = time.monotonic()
+    deadline = started + budget
+    backend = get_backend(account)
     sent = 0
     while time.monotonic() < deadline:
+        # What is left of the task before django-q2 kills it, and never more than a lease.
+        task_left = settings.Q_CLUSTER["timeout"] - (time.monotonic() - started)
+        batch_size = claim_size(account, backend, min(task_left, lease_seconds()))
         if account.rate_limit_per_second and not ratelimit.take(
             account.pk,
             account.rate_limit_per_second,

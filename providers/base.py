@@ -171,6 +171,11 @@ class Backend:
         """Turn a webhook request (Django HttpRequest) into status events."""
         raise NotImplementedError
 
+    def messages_within(self, requests: int) -> int:
+        """How many messages `requests` gateway round trips carry at worst: the budget
+        that keeps a claim inside its lease (campaigns.dispatch.claim_size)."""
+        return requests * max(1, int(getattr(self.account, "max_batch", 1) or 1))
+
     # ---- helpers for subclasses ----
     @property
     def session(self) -> requests.Session:

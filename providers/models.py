@@ -1,5 +1,7 @@
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from clients.channels import Channel
 from clients.models import Operator
@@ -71,6 +73,22 @@ class ProviderAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_backend_display()})"
+
+    def clean(self) -> None:
+        from providers.checks import request_time_limit
+
+        limit = request_time_limit()
+        if self.timeout_seconds and self.timeout_seconds > limit:
+            raise ValidationError(
+                {
+                    "timeout_seconds": _(
+                        "At most %(limit)g s: one request must end well within a claim's "
+                        "lease (CASCADE_CLAIM_LEASE_SECONDS) and the dispatcher's task "
+                        "(Q_TIMEOUT)."
+                    )
+                    % {"limit": limit}
+                }
+            )
 
 
 class ChannelRoute(models.Model):

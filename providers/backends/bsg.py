@@ -317,6 +317,11 @@ class Backend(BaseBackend):
         return answer, text
 
     # ---- send ----
+    def messages_within(self, requests: int) -> int:
+        # Recipients share a request only when their rendered text is the same: a
+        # personalised campaign is one request per message.
+        return requests
+
     def send(self, batch: list[OutgoingMessage]) -> list[SendResult]:
         results: dict[int, SendResult] = {}
         by_validity: dict[int, list[Item]] = {}
