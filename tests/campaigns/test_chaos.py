@@ -55,6 +55,8 @@ def test_a_killed_cluster_loses_nothing_and_sends_nothing_twice(
         options={"flavour": "json", "identical_request_seconds": 0},
         sender_names={"viber": "Shop", "sms": "Shop"},
         max_batch=25,
+        # A 3 s lease fits a request timing out only under 2.4 s (providers.E001).
+        timeout_seconds=2,
     )
     ChannelRoute.objects.create(operator=sunrise, channel="viber", account=account, priority=1)
     ChannelRoute.objects.create(operator=sunrise, channel="sms", account=account, priority=1)
