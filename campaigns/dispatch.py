@@ -496,13 +496,7 @@ def record_results(
         if delivery.claimed_by_other:
             # Our lease ran out and another worker holds the row now: its outcome stands;
             # what the gateway told us is kept as an event.
-            changes.event(
-                delivery,
-                delivery.status,
-                "submit",
-                provider_status=result.error_code or "accepted",
-                payload=result.raw[:4000],
-            )
+            submit_event(changes, delivery, result)
             continue
         ours = delivery.ours
         changes.touch(delivery)
@@ -542,13 +536,18 @@ def record_results(
                 routes=routes,
                 final=final,
             )
-        changes.event(
-            delivery,
-            delivery.status,
-            "submit",
-            provider_status=result.error_code or "accepted",
-            payload=result.raw[:4000],
-        )
+        submit_event(changes, delivery, result)
+
+
+def submit_event(changes: Changes, delivery: Delivery, result) -> None:
+    """What the gateway answered for one delivery, kept whoever holds the row now."""
+    changes.event(
+        delivery,
+        delivery.status,
+        "submit",
+        provider_status=result.error_code or "accepted",
+        payload=result.raw[:4000],
+    )
 
 
 def retry_later(changes: Changes, delivery: Delivery, error: str, routes) -> None:
