@@ -1,4 +1,4 @@
-"""Chaos: one Viber → SMS campaign while processes, the database and the broker fail.
+"""Chaos: one Viber → SMS → email campaign while processes, the database and the broker fail.
 
     python -m bench.chaos --recipients 100000
 
@@ -11,12 +11,19 @@ consent flags of random recipients through `clients.services.change_consent`.
 
 The campaign goes Viber (cascade gateway simulator: idempotency key, statuses
 by polling) then SMS (1-pulse simulator: no idempotency key, statuses by
-callback). The Viber account is rate-limited (in Redis) so that the first step
+callback) then email (a real SMTP server, aiosmtpd: no key, no reports). The
+Viber account is rate-limited (in Redis) so that the first step
 is spread over `--window` seconds; these faults land inside that window, each
 printed with its time:
 
 - the cascade gateway answers 30% of requests with HTTP 500 and 10% with a
-  timeout (longer than the account's own timeout), for a quarter of the window;
+  timeout (longer than the account's own timeout), for a quarter of the
+  window, and stores 20% before answering HTTP 500, for half of it;
+- 1-pulse stores a request's messages and then loses its answer (HTTP 500, a
+  timeout, a reset connection; 15% each) for the whole window: with no
+  idempotency key these are waited for, never resent;
+- the SMTP server stores 10% of the emails and then drops the connection
+  instead of answering, for the whole window;
 - kill -9 of one qcluster (its whole process group) while one of its workers
   has a request on the wire (both gateways answer slowly for a moment, so
   claims are in flight), and a new one started;
@@ -34,9 +41,12 @@ printed with its time:
 Afterwards (the sweeper and the gateways settle everything, up to
 `--seconds`), the run replays the last successful callbacks to the webhook
 twice and in reverse order, then checks: every message final; each idempotency
-key accepted once by each simulator (1-pulse has no key: ours rides in the
-callback URL, and ChaosPulseSimulator counts that); no phone sent twice on a
-channel; the campaign's counters and costs equal a recount of the delivery
+key received once by each simulator that cannot deduplicate (counted on receipt,
+before any dedupe: 1-pulse has no key, ours rides in the callback URL; SMTP
+counts X-Cascade-Key) and accepted once by the cascade gateway; no phone or
+address sent twice on a channel; nothing taken by a gateway after the client
+withdrew the consent its channel needs (`sent_without_consent`, beyond a grace of
+one request's timeout: consent holds as of the claim); the campaign's counters and costs equal a recount of the delivery
 rows; every consent change the thread made is in the history and in the final
 flags. The last line is one JSON object. Logs (qclusters, web server, Redis,
 PostgreSQL) and, when a check fails, evidence.json are kept in a temp
@@ -73,6 +83,7 @@ from bench.pg import TempPostgres, install_if_missing
 from providers.simulators.base import SimulatorConfig
 from providers.simulators.cascade_gateway import CascadeGatewaySimulator
 from providers.simulators.pulse import PulseSimulator
+from providers.simulators.smtp import SmtpSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 OPEN_MESSAGE_STATUSES = ["pending", "in_progress"]
@@ -80,7 +91,7 @@ OPEN_DELIVERY_STATUSES = ["pending", "queued", "submitting", "sent", "unknown"]
 # Clients start with allow_sms only (see create_campaign).
 INITIAL_FLAGS = {
     "allow_sms": True,
-    "allow_email": False,
+    "allow_email": True,
     "allow_push": False,
     "allow_email_online_cheque": False,
 }
@@ -739,7 +750,7 @@ def failed(result: dict) -> bool:
     return any(result.get(name) for name in checks)
 
 
-def create_campaign(args, gateway, pulse):
+def create_campaign(args, gateway, pulse, smtp):
     from django.db import connection
 
     from campaigns.models import Campaign, MessageTemplate
@@ -773,15 +784,29 @@ def create_campaign(args, gateway, pulse):
         credentials={"token": "test-token"},
         channels=["sms"],
         sender_names={"sms": "Chaos"},
-        max_batch=500,
+        # Lists of 500 would carry a small run's SMS traffic in a handful of requests,
+        # too few for the faults to meet.
+        max_batch=min(500, max(10, rate // 5)),
         timeout_seconds=5,
         callback_secrets=[CALLBACK_SECRET],
     )
+    mail = ProviderAccount.objects.create(
+        operator=operator,
+        name="SMTP (email)",
+        backend="smtp",
+        credentials={"host": "127.0.0.1", "port": smtp.port, "from_email": "news@chaos.test"},
+        channels=["email"],
+        max_batch=50,
+        # One email per round trip: a short timeout lets a claim carry a few (claim_size).
+        timeout_seconds=2,
+    )
     ChannelRoute.objects.create(operator=operator, channel="viber", account=viber, priority=1)
     ChannelRoute.objects.create(operator=operator, channel="sms", account=sms, priority=1)
+    ChannelRoute.objects.create(operator=operator, channel="email", account=mail, priority=1)
     template = MessageTemplate.objects.create(
         operator=operator,
         name="Chaos",
+        title="The weekend sale",
         text="Hi {{ first_name }}, the weekend sale is on",
         sms_text="Hi {{ first_name }}, sale this weekend",
     )
@@ -789,15 +814,16 @@ def create_campaign(args, gateway, pulse):
         cursor.execute(
             "INSERT INTO clients_client (operator_id, phone, email, first_name, last_name, middle_name, push_tokens,"
             " viber_id, vk_id, allow_sms, allow_email, allow_push, allow_email_online_cheque, created_at, updated_at)"
-            " SELECT %s, CAST(79000000000 + g AS VARCHAR), '', 'Client' || g, '', '', '[]', '', '', TRUE, FALSE,"
+            " SELECT %s, CAST(79000000000 + g AS VARCHAR), 'client' || g || '@chaos.test', 'Client' || g,"
+            " '', '', '[]', '', '', TRUE, TRUE,"
             " FALSE, FALSE, now(), now() FROM generate_series(1, %s) g",
             [operator.pk, args.recipients],
         )
     campaign = Campaign.objects.create(
         operator=operator,
-        name="Chaos: Viber, then SMS",
+        name="Chaos: Viber, then SMS, then email",
         template=template,
-        channels=["viber", "sms"],
+        channels=["viber", "sms", "email"],
         ttl_minutes=args.ttl_minutes,
     )
     return operator, campaign, rate
@@ -840,16 +866,21 @@ def run(
         ),
     ).start()
     sims.append(track_requests(quiet_disconnects(pulse)))
+    # A real SMTP server; it takes the steps both phone channels failed.
+    smtp = SmtpSimulator(seed=args.seed + 3).start()
+    sims.append(smtp)  # stopped with the others whatever happens
+    web_sims = [gateway, pulse]
     if fast_polls:
         services.POLL_INTERVAL_SECONDS = args.poll_seconds
         # The cluster's own sweeper schedule would poll at the production 60 s.
         Schedule.objects.filter(name="cascade-sweeper").delete()
 
-    operator, campaign, rate = create_campaign(args, gateway, pulse)
+    operator, campaign, rate = create_campaign(args, gateway, pulse, smtp)
     client_ids = list(Client.objects.filter(operator=operator).values_list("pk", flat=True))
     log(
-        f"{n} clients; Viber → SMS through the cascade gateway ({gateway.url}) and 1-pulse "
-        f"({pulse.url}, callbacks to {os.environ['CASCADE_PUBLIC_URL']}); Viber limited to {rate}/s"
+        f"{n} clients; Viber → SMS → email through the cascade gateway ({gateway.url}), 1-pulse "
+        f"({pulse.url}, callbacks to {os.environ['CASCADE_PUBLIC_URL']}) and SMTP "
+        f"(127.0.0.1:{smtp.port}); Viber limited to {rate}/s"
     )
     processes.start_web(web_port)
     processes.start_cluster()
@@ -874,7 +905,7 @@ def run(
         time.sleep(0.2)
     log(f"fanned out after {time.monotonic() - launched:.1f} s")
 
-    faults = fault_schedule(args, processes, pg, redis_server, gateway, pulse)
+    faults = fault_schedule(args, processes, pg, redis_server, gateway, pulse, smtp)
     window_start = time.monotonic()
 
     def open_messages() -> int:
@@ -949,9 +980,11 @@ def run(
 
     sweeper.halt.set()
     sweeper.join(60)
-    stats = {sim.name: sim_stats(sim) for sim in sims}  # over HTTP, as the README shows
-    duplicate_recipients = {sim.name: duplicate_phones(sim) for sim in sims}
-    sends = [send for sim in sims for send in accepted_sends(sim)]
+    stats = {sim.name: sim_stats(sim) for sim in web_sims}  # over HTTP, as the README shows
+    stats[smtp.name] = smtp.stats()
+    duplicate_recipients = {sim.name: duplicate_phones(sim) for sim in web_sims}
+    duplicate_recipients[smtp.name] = duplicate_addresses(smtp)
+    sends = [send for sim in web_sims for send in accepted_sends(sim)] + received_mails(smtp)
     for sim in sims:
         sim.stop()  # no late callback may land during the replay below
     replay = replay_callbacks(campaign.pk, pulse.delivered_urls, args.replay)
@@ -984,7 +1017,7 @@ def run(
     return result
 
 
-def fault_schedule(args, processes: Processes, pg, redis_server, gateway, pulse) -> list:
+def fault_schedule(args, processes: Processes, pg, redis_server, gateway, pulse, smtp) -> list:
     """(seconds into the window, name, action), in order."""
     window = args.window
 
@@ -1045,7 +1078,6 @@ def fault_schedule(args, processes: Processes, pg, redis_server, gateway, pulse)
         ),
         (
             0.06 * window,
-            # 1-pulse takes lists of 500, so a few requests carry the whole SMS traffic.
             "1-pulse stores, then loses 45% of its answers (500, timeout, reset)",
             lambda: sim_config(
                 pulse,
@@ -1055,22 +1087,32 @@ def fault_schedule(args, processes: Processes, pg, redis_server, gateway, pulse)
             ),
         ),
         (
+            0.08 * window,
+            # Emails come late (steps both phone channels failed): the fault lasts the window.
+            "SMTP server stores, then drops the connection, for 10% of the emails",
+            lambda: setattr(smtp, "reset_rate", 0.1),
+        ),
+        (
             0.10 * window,
-            "cascade gateway answers 30% HTTP 500 and 10% timeouts, 10% 500 after storing",
+            "cascade gateway answers 30% HTTP 500 and 10% timeouts, 20% 500 after storing",
             lambda: sim_config(
-                gateway, error_rate=0.3, timeout_rate=0.1, error_after_store_rate=0.1
+                gateway, error_rate=0.3, timeout_rate=0.1, error_after_store_rate=0.2
             ),
         ),
         (
             0.35 * window,
-            "cascade gateway healthy again",
-            lambda: sim_config(
-                gateway, error_rate=0.0, timeout_rate=0.0, error_after_store_rate=0.0
-            ),
+            "cascade gateway answers every request again (still 20% 500 after storing)",
+            lambda: sim_config(gateway, error_rate=0.0, timeout_rate=0.0),
         ),
         (
-            # Later than the gateway's spell: 1-pulse's traffic (SMS steps) comes later.
+            # Longer than the rest of its spell, so that even a small run meets it.
             0.60 * window,
+            "cascade gateway healthy again",
+            lambda: sim_config(gateway, error_after_store_rate=0.0),
+        ),
+        (
+            # To the end: 1-pulse's traffic (SMS steps) comes later than the first step's.
+            window,
             "1-pulse answers every request again",
             lambda: sim_config(
                 pulse,
@@ -1097,14 +1139,33 @@ def fault_schedule(args, processes: Processes, pg, redis_server, gateway, pulse)
             lambda: sim_config(pulse, callback_drop_rate=0.0),
         )
     )
+    faults.append(
+        (window, "SMTP server answers every email", lambda: setattr(smtp, "reset_rate", 0.0))
+    )
     faults.append((window, "end of the fault window", lambda: None))
     return sorted(faults, key=lambda fault: fault[0])  # stable: same-time faults keep their order
 
 
-def accepted_sends(sim) -> list[tuple[str, float]]:
-    """(phone, when the gateway took it) for every message a simulator accepted."""
+def accepted_sends(sim) -> list[tuple[str, str, float]]:
+    """(consent flag, phone, when the gateway took it) for every message a simulator accepted."""
     with sim.lock:
-        return [(m.phone, m.accepted_at) for m in sim.messages.values()]
+        return [("allow_sms", m.phone, m.accepted_at) for m in sim.messages.values()]
+
+
+def received_mails(smtp) -> list[tuple[str, str, float]]:
+    """(consent flag, address, when the server stored it) for every email, resets included."""
+    with smtp.lock:
+        return [
+            ("allow_email", address, mail.received_at)
+            for mail in smtp.received
+            for address in mail.recipients
+        ]
+
+
+def duplicate_addresses(smtp) -> int:
+    with smtp.lock:
+        seen = Counter(address for mail in smtp.received for address in mail.recipients)
+    return sum(1 for count in seen.values() if count > 1)
 
 
 # A batch read before a withdrawal committed may still be on the wire for up to one
@@ -1113,35 +1174,40 @@ CONSENT_GRACE_SECONDS = 6.0
 
 
 def sent_without_consent(operator, sends) -> tuple[int, int, list]:
-    """Messages a gateway took after the client withdrew SMS consent (every channel of the
-    chaos cascade needs allow_sms): (beyond the grace, within it, examples)."""
+    """Messages a gateway took after the client withdrew the consent their channel needs
+    (allow_sms for Viber and SMS, allow_email for email): (beyond the grace, within it,
+    examples)."""
     from clients.models import Client, ConsentChange
 
-    client_by_phone = dict(Client.objects.filter(operator=operator).values_list("phone", "pk"))
+    clients = Client.objects.filter(operator=operator)
+    client_by_address = {
+        "allow_sms": dict(clients.values_list("phone", "pk")),
+        "allow_email": dict(clients.values_list("email", "pk")),
+    }
     changes = defaultdict(list)
-    for client_id, changed_at, value in (
-        ConsentChange.objects.filter(operator=operator, flag="allow_sms")
+    for client_id, flag, changed_at, value in (
+        ConsentChange.objects.filter(operator=operator, flag__in=list(client_by_address))
         .order_by("changed_at", "pk")
-        .values_list("client_id", "changed_at", "new_value")
+        .values_list("client_id", "flag", "changed_at", "new_value")
     ):
-        changes[client_id].append((changed_at.timestamp(), value))
+        changes[(client_id, flag)].append((changed_at.timestamp(), value))
 
-    def allowed(client_id, at: float) -> bool:
-        value = True  # the chaos audience consented at fan-out (or was skipped there)
-        for when, new_value in changes.get(client_id, []):
+    def allowed(client_id, flag: str, at: float) -> bool:
+        value = INITIAL_FLAGS[flag]  # as at fan-out (a client without it was skipped there)
+        for when, new_value in changes.get((client_id, flag), []):
             if when > at:
                 break
             value = new_value
         return value
 
     beyond, within, examples = 0, 0, []
-    for phone, accepted_at in sends:
-        client_id = client_by_phone.get(phone)
-        if client_id is None or allowed(client_id, accepted_at):
+    for flag, address, accepted_at in sends:
+        client_id = client_by_address[flag].get(address)
+        if client_id is None or allowed(client_id, flag, accepted_at):
             continue
-        if not allowed(client_id, accepted_at - CONSENT_GRACE_SECONDS):
+        if not allowed(client_id, flag, accepted_at - CONSENT_GRACE_SECONDS):
             beyond += 1
-            examples.append({"phone": phone, "accepted_at": accepted_at})
+            examples.append({"flag": flag, "address": address, "accepted_at": accepted_at})
         else:
             within += 1
     return beyond, within, examples[:50]
@@ -1381,6 +1447,12 @@ def check(
         f"dropped {pulse['callbacks_dropped']}, twice {pulse['callbacks_duplicated']}, "
         f"late {pulse['callbacks_reordered']}, not sent {pulse['callbacks_backlog']}"
     )
+    mail = stats["smtp"]
+    log(
+        f"SMTP: {mail['accepted']} emails stored ({mail['faulted_after_store']} then reset), "
+        f"{len(mail['duplicate_sends'])} keys received twice, "
+        f"{duplicate_recipients['smtp']} addresses sent twice"
+    )
     log(
         f"non-final messages {non_final} (open deliveries {open_deliveries}); "
         f"counter mismatches {len(counter_diff)}, cost mismatches {len(cost_diff)}"
@@ -1419,9 +1491,11 @@ def check(
         "sms_steps": deliveries_by_channel.get("sms", 0),
         "lease_expired": lease_expired,
         "gateway_faulted_requests": gateway["faulted_requests"],
+        "email_steps": deliveries_by_channel.get("email", 0),
         "faulted_after_store": {
             "cascade_gateway": gateway["faulted_after_store"],
             "pulse": pulse["faulted_after_store"],
+            "smtp": stats["smtp"]["faulted_after_store"],
         },
         "gateway_deduplicated": gateway["deduplicated"],
         "callbacks": {

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import email
 import logging
+import random
 import threading
+import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
@@ -17,6 +19,7 @@ class ReceivedMail:
     mail_from: str
     recipients: list[str]
     message: email.message.Message
+    received_at: float = field(default_factory=time.time)
 
 
 class _Handler:
@@ -37,7 +40,11 @@ class _Handler:
             self.server.received.append(
                 ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), parsed)
             )
-            reset = len(self.server.received) in self.server.reset_after_mails
+            reset = len(self.server.received) in self.server.reset_after_mails or (
+                self.server.reset_rate and self.server.rng.random() < self.server.reset_rate
+            )
+            if reset:
+                self.server.resets += 1
         if reset:
             # Stored, and the connection dropped before the 250: the sender cannot know.
             server.transport.abort()
@@ -48,7 +55,7 @@ class _Handler:
 class SmtpSimulator:
     name = "smtp"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, seed: int | None = None):
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("Simulators bind to the loopback interface only.")
         self.host = host
@@ -60,6 +67,10 @@ class SmtpSimulator:
         # Fault: after storing the Nth mail received (counting from 1), reset the connection
         # instead of answering, as a server that crashes between queueing and replying.
         self.reset_after_mails: set[int] = set()
+        # The same at random, for a share of the mails (bench.chaos).
+        self.reset_rate = 0.0
+        self.rng = random.Random(seed)
+        self.resets = 0
         self.controller: Controller | None = None
 
     def start(self) -> SmtpSimulator:
@@ -82,11 +93,17 @@ class SmtpSimulator:
     def stats(self) -> dict:
         with self.lock:
             keys = Counter(mail.message.get("X-Cascade-Key", "") for mail in self.received)
+            resets = self.resets
+        duplicate_keys = {key: count for key, count in keys.items() if count > 1}
         return {
             "simulator": self.name,
             "accepted": sum(keys.values()),
             "keys": len(keys),
-            "duplicate_keys": {key: count for key, count in keys.items() if count > 1},
+            # Counted as received: an SMTP server never deduplicates, so a key received
+            # twice is an email sent twice.
+            "duplicate_keys": duplicate_keys,
+            "duplicate_sends": duplicate_keys,
+            "faulted_after_store": resets,
         }
 
 

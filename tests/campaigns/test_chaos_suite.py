@@ -1,4 +1,4 @@
-"""The chaos scenario of `python -m bench.chaos` at CI size: a Viber → SMS campaign
+"""The chaos scenario of `python -m bench.chaos` at CI size: a Viber → SMS → email campaign
 while a qcluster is killed with SIGKILL, PostgreSQL and Redis restart, the Viber
 gateway answers 30% HTTP 500 and 10% timeouts for a while, and 1-pulse drops
 callbacks, sends them twice and out of order. Afterwards every message is final,
@@ -66,9 +66,11 @@ def test_a_campaign_through_crashes_restarts_and_bad_gateways_ends_final_and_exa
     # for the sweeper, the outages made consent changes retry, callbacks were
     # dropped, doubled and delayed.
     assert result["gateway_faulted_requests"] > 0
-    # Both gateways stored messages and then lost the answer: 1-pulse's are waited for.
+    # Every gateway stored messages and then lost the answer: 1-pulse's and SMTP's
+    # (no idempotency key) are waited for, never resent.
     assert result["faulted_after_store"]["pulse"] > 0, output[-6000:]
     assert result["faulted_after_store"]["cascade_gateway"] > 0, output[-6000:]
+    assert result["faulted_after_store"]["smtp"] > 0, output[-6000:]
     assert result["lease_expired"] > 0, "the kill must land while the cluster holds claims"
     assert result["consent_changes"] > 0
     assert result["sweeper_errors"] == {} and result["consent_errors"] == {}
