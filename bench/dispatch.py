@@ -201,9 +201,9 @@ def run(args, clusters: list):
         thread_connection.close()
 
     launched = time.perf_counter()
-    from campaigns import tasks
+    from campaigns import queue
 
-    tasks.kick_account(account.pk, workers=args.workers * args.clusters)
+    queue.kick_account(account.pk, workers=args.workers * args.clusters)
     sweeper_thread = threading.Thread(target=sweeper, daemon=True)
     sweeper_thread.start()
     queued = outcome.queued

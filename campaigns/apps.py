@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class CampaignsConfig(AppConfig):
     name = "campaigns"
     verbose_name = "Campaigns and messages"
+
+    def ready(self):
+        # providers knows nothing of campaigns: the engine tells its inbox who applies
+        # the gateways' reports. Imported here, once the app registry is ready (models).
+        from campaigns.statuses import apply_status_events
+        from providers.inbox import register_status_handler  # as above
+
+        register_status_handler(apply_status_events)

@@ -21,8 +21,10 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
+from campaigns.eligibility import NO_ADDRESS, NO_CONSENT, eligible_q, rules_for
+from campaigns.routing import routes_for
 from clients.channels import CONSENT_FLAGS
 from clients.models import Card, Client
 
@@ -118,11 +120,6 @@ def forecast(*, operator_id: int, segment: dict, channels: list[str], purpose: s
     reached if any channel of the cascade has a route, the consent it needs and
     an address; otherwise the first channel's reason is the one recorded.
     """
-    from django.db.models import Count, Q
-
-    from campaigns.eligibility import NO_ADDRESS, NO_CONSENT, eligible_q, rules_for
-    from campaigns.routing import routes_for
-
     routes = routes_for(operator_id)
     eligible = Q(pk__in=[])
     for channel in channels:

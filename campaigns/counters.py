@@ -13,6 +13,8 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Count, Sum
 
+from campaigns.models import CampaignCounter, Delivery
+
 StatusKey = tuple[int, str, str]  # campaign id, channel, status
 
 
@@ -59,8 +61,6 @@ def transition(
 
 
 def counts(campaign_id: int) -> dict[tuple[str, str], int]:
-    from campaigns.models import CampaignCounter
-
     return {
         (row.channel, row.status): row.count
         for row in CampaignCounter.objects.filter(campaign_id=campaign_id).exclude(count=0)
@@ -69,8 +69,6 @@ def counts(campaign_id: int) -> dict[tuple[str, str], int]:
 
 def recount(campaign_id: int) -> dict[tuple[str, str], int]:
     """The truth the counters must equal: a GROUP BY over the delivery rows."""
-    from campaigns.models import Delivery
-
     rows = (
         Delivery.objects.filter(campaign_id=campaign_id)
         .values("channel", "status")
@@ -80,8 +78,6 @@ def recount(campaign_id: int) -> dict[tuple[str, str], int]:
 
 
 def recost(campaign_id: int) -> dict[tuple[str, str], Decimal]:
-    from campaigns.models import Delivery
-
     rows = (
         Delivery.objects.filter(campaign_id=campaign_id, price__isnull=False)
         .values("channel", "currency")

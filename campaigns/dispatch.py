@@ -36,10 +36,10 @@ from campaigns.statuses import Changes, commit_changes, load
 from clients.channels import CONSENT_FLAGS
 from clients.models import Card, Client, Operator
 from providers.base import ConfigurationError, OutgoingMessage, ProviderError, after_failure
+from providers.limits import CLAIM_TIME_FOR_REQUESTS
 from providers.models import ProviderAccount
 from providers.registry import get_backend
 from providers.status import DeliveryStatus
-from providers.webhooks import callback_url
 
 logger = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ def outgoing_for(delivery: Delivery, backend, account, routes) -> OutgoingMessag
         image_url=content.image_url,
         fallback_channels=fallbacks,
         ttl_minutes=campaign.ttl_minutes if campaign else 1440,
-        callback_url=callback_url(account),
+        callback_url=account.callback_url(),
         is_promotional=(campaign.purpose if campaign else recipient.purpose) == "promotional",
     )
 
@@ -582,11 +582,6 @@ def retry_later(changes: Changes, delivery: Delivery, error: str, routes) -> Non
         delay = 0
     delivery.status = DeliveryStatus.QUEUED
     delivery.next_attempt_at = changes.now + timedelta(seconds=delay)
-
-
-# Of a claim's time, what its requests may spend waiting on the gateway; the rest is
-# for reading and writing the rows.
-CLAIM_TIME_FOR_REQUESTS = 0.8
 
 
 def lease_seconds() -> float:

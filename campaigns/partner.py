@@ -32,7 +32,7 @@ from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns import services
+from campaigns import queue, services
 from campaigns.eligibility import skip_reason
 from campaigns.fanout import delivery_key
 from campaigns.models import (
@@ -155,10 +155,8 @@ def send_message_process(*, credential: ApiCredential, request: dict) -> SendOut
             message=message,
         )
         if delivery.status == DeliveryStatus.QUEUED:
-            from campaigns import tasks
-
             account_id = delivery.account_id
-            transaction.on_commit(lambda: tasks.kick_account(account_id))
+            transaction.on_commit(lambda: queue.kick_account(account_id))
         return SendOutcome(
             partner_send=partner_send,
             repeated=False,

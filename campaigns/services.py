@@ -18,10 +18,10 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from campaigns import counters, windows
+from campaigns import counters, queue, windows
 from campaigns.audience import validate_segment
 from campaigns.fanout import db_time
-from campaigns.models import Campaign, Delivery, Message
+from campaigns.models import AudienceListEntry, Campaign, Delivery, Message, MessageTemplate
 from campaigns.statuses import Changes, apply_status_events, commit_changes, load
 from clients.channels import Channel
 from providers.base import ProviderError, ProviderRef, after_failure
@@ -92,8 +92,6 @@ def save_draft(
             if campaign.state != Campaign.State.DRAFT:
                 raise TransitionError("Only a draft can be edited.")
         if template is None:
-            from campaigns.models import MessageTemplate
-
             base = name[:180]
             taken = set(
                 MessageTemplate.objects.filter(
@@ -120,8 +118,6 @@ def save_draft(
         validate_for_launch(campaign)
         campaign.save()
         if list_entries is not None:
-            from campaigns.models import AudienceListEntry
-
             AudienceListEntry.objects.filter(campaign=campaign).delete()
             for entry in list_entries:
                 entry.campaign = campaign
@@ -156,9 +152,7 @@ def launch(*, campaign_id: int, at=None) -> Campaign:
         Campaign.State.RUNNING,
         launched_at=now,
     )
-    from campaigns import tasks
-
-    transaction.on_commit(lambda: tasks.enqueue_fan_out(campaign_id))
+    transaction.on_commit(lambda: queue.enqueue_fan_out(campaign_id))
     return campaign
 
 
@@ -168,9 +162,7 @@ def pause(*, campaign_id: int) -> Campaign:
 
 def resume(*, campaign_id: int) -> Campaign:
     campaign = _set_state(campaign_id, (Campaign.State.PAUSED,), Campaign.State.RUNNING)
-    from campaigns import tasks
-
-    transaction.on_commit(lambda: tasks.kick_campaign(campaign_id))
+    transaction.on_commit(lambda: queue.kick_campaign(campaign_id))
     return campaign
 
 
@@ -415,10 +407,7 @@ def sweep_once() -> dict[str, int]:
         "finished": len(finish_campaigns(now)),
         "held": windows.hold_outside_windows(now),
     }
-    from campaigns import tasks
-
-    for account_id in accounts_with_due_work(now):
-        tasks.kick_account(account_id)
+    queue.kick_accounts(accounts_with_due_work(now))
     return report
 
 

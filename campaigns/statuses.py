@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns import counters
+from campaigns import counters, queue
 from campaigns.eligibility import skip_reason
 from campaigns.fanout import delivery_key
 from campaigns.models import Campaign, Delivery, DeliveryEvent, Message
@@ -233,15 +233,8 @@ def commit_changes(changes: Changes) -> list[Delivery]:
         d.account_id for d in new_steps if d.status == DeliveryStatus.QUEUED and d.account_id
     }
     if queued_accounts:
-        transaction.on_commit(lambda: _kick(queued_accounts))
+        transaction.on_commit(lambda: queue.kick_accounts(queued_accounts))
     return new_steps
-
-
-def _kick(account_ids: set[int]) -> None:
-    from campaigns import tasks  # tasks imports the pipeline; imported late to avoid a cycle
-
-    for account_id in account_ids:
-        tasks.kick_account(account_id)
 
 
 def native_leg(parent: Delivery, channel: str, channels: list[str], expires_at) -> Delivery:

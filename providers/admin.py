@@ -7,7 +7,6 @@ from clients.models import Operator
 from clients.tenancy import OperatorScopedAdmin
 from providers import services
 from providers.models import ChannelRoute, ProviderAccount
-from providers.webhooks import callback_url
 
 
 def mask_secret(value) -> str:
@@ -111,7 +110,7 @@ class ProviderAccountAdmin(OperatorScopedAdmin):
 
     @admin.display(description="Callback URL")
     def masked_callback_url(self, obj):
-        url = callback_url(obj) if obj.pk else ""
+        url = obj.callback_url() if obj.pk else ""
         if not url:
             return "None yet: a secret is generated when the account is saved."
         current = obj.callback_secrets[0]
@@ -147,7 +146,7 @@ class ProviderAccountAdmin(OperatorScopedAdmin):
         # The one moment the full secret is shown, as when a partner token is issued.
         messages.warning(
             request,
-            f"New callback URL for {account}: {callback_url(account)} — give it to the gateway "
+            f"New callback URL for {account}: {account.callback_url()} — give it to the gateway "
             "now; it is not shown again (only its first characters are).",
         )
 

@@ -6,25 +6,16 @@ still fits (campaigns.dispatch.claim_size); an account whose single request may 
 longer than that cannot be made safe by any claim size, so it is refused here.
 """
 
-from django.conf import settings
 from django.core.checks import Error, Tags, register
 from django.db import DatabaseError
 from django.utils.translation import gettext_lazy as _
 
-
-def request_time_limit() -> float:
-    """The longest one request may wait: within the lease and the dispatcher's task."""
-    from campaigns.dispatch import CLAIM_TIME_FOR_REQUESTS
-
-    return CLAIM_TIME_FOR_REQUESTS * min(
-        settings.CASCADE_CLAIM_LEASE_SECONDS, settings.Q_CLUSTER["timeout"] / 2
-    )
+from providers.limits import request_time_limit
+from providers.models import ProviderAccount
 
 
 @register(Tags.database)
 def account_timeouts_fit_the_lease(app_configs=None, **kwargs):
-    from providers.models import ProviderAccount
-
     limit = request_time_limit()
     try:
         accounts = list(

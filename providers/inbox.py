@@ -28,6 +28,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -35,6 +36,8 @@ from providers.base import StatusEvent
 from providers.models import InboundCallback
 
 logger = logging.getLogger(__name__)
+
+CALLBACK = "callback"  # the event source recorded for a report that came by callback
 
 # pg_try_advisory_xact_lock key: any constant no other lock uses ("CBQ" in ASCII).
 DRAIN_LOCK = 0x434251
@@ -196,11 +199,28 @@ def _lock(wait: float) -> bool:
         return True
 
 
+# What applies status events to the deliveries: the engine registers it when Django starts
+# (campaigns/apps.py), as django-anymail's tracking signal hands events to the app. So
+# providers knows nothing of campaigns. Called as handler(account_id=, events=, source=),
+# in a savepoint of its own, raising when the batch cannot be applied.
+_status_handler = None
+
+
+def register_status_handler(handler) -> None:
+    global _status_handler
+    _status_handler = handler
+
+
+def apply_status_events(*, account_id: int, events: list[StatusEvent], source: str) -> None:
+    if _status_handler is None:
+        raise ImproperlyConfigured(
+            "No status handler registered: is the campaigns app in INSTALLED_APPS?"
+        )
+    _status_handler(account_id=account_id, events=events, source=source)
+
+
 def _apply(rows: list[tuple[int, int, list]]) -> dict[int, str]:
     """Apply the rows' reports, one batch per account; returns {row id: error} for rows that failed."""
-    from campaigns.models import DeliveryEvent  # campaigns imports providers: imported late
-    from campaigns.statuses import apply_status_events
-
     by_account: dict[int, list[tuple[int, list]]] = defaultdict(list)
     for pk, account_id, events in rows:
         by_account[account_id].append((pk, events))
@@ -211,7 +231,7 @@ def _apply(rows: list[tuple[int, int, list]]) -> dict[int, str]:
             apply_status_events(
                 account_id=account_id,
                 events=[event for _, events in items for event in from_json(events)],
-                source=DeliveryEvent.Source.CALLBACK,
+                source=CALLBACK,
             )
         except (DatabaseError, ValueError, KeyError, TypeError):
             # Find the row that fails, one by one, so the others still go through.
@@ -220,7 +240,7 @@ def _apply(rows: list[tuple[int, int, list]]) -> dict[int, str]:
                     apply_status_events(
                         account_id=account_id,
                         events=from_json(events),
-                        source=DeliveryEvent.Source.CALLBACK,
+                        source=CALLBACK,
                     )
                 except (DatabaseError, ValueError, KeyError, TypeError) as error:
                     logger.exception("Callback %s for account %s cannot be applied", pk, account_id)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -5,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 from clients.channels import Channel
 from clients.models import Operator
+from providers.limits import request_time_limit
 from providers.registry import BACKEND_CHOICES, BACKENDS
 
 
@@ -74,9 +76,15 @@ class ProviderAccount(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.get_backend_display()})"
 
-    def clean(self) -> None:
-        from providers.checks import request_time_limit
+    def callback_url(self) -> str:
+        """The URL a gateway should call back for this account (signed with its current secret)."""
+        secrets = self.callback_secrets or []
+        if not secrets:
+            return ""
+        base = settings.CASCADE_PUBLIC_URL.rstrip("/")
+        return f"{base}/providers/webhooks/{self.backend}/{self.pk}/{secrets[0]}/"
 
+    def clean(self) -> None:
         limit = request_time_limit()
         if self.timeout_seconds and self.timeout_seconds > limit:
             raise ValidationError(

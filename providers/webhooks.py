@@ -16,7 +16,6 @@ import hmac
 import logging
 import time
 
-from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
@@ -52,15 +51,6 @@ def secret_matches(secrets: list[str], candidate: str) -> bool:
         if secret and hmac.compare_digest(str(secret).encode(), candidate.encode()):
             matched = True
     return matched
-
-
-def callback_url(account: ProviderAccount) -> str:
-    """The URL a gateway should call back for this account (signed with its current secret)."""
-    secrets = account.callback_secrets or []
-    if not secrets:
-        return ""
-    base = settings.CASCADE_PUBLIC_URL.rstrip("/")
-    return f"{base}/providers/webhooks/{account.backend}/{account.pk}/{secrets[0]}/"
 
 
 # Accounts as this process last read them, for ACCOUNT_CACHE_SECONDS: at hundreds of

@@ -11,7 +11,7 @@ import time
 import pytest
 from django.db import connection
 
-from campaigns import counters, fanout, services, tasks
+from campaigns import counters, fanout, queue, services
 from campaigns.models import Campaign, DeliveryEvent, Message, MessageTemplate
 from clients.models import Client
 from providers.models import ChannelRoute, ProviderAccount
@@ -76,7 +76,7 @@ def test_a_killed_cluster_loses_nothing_and_sends_nothing_twice(
     cluster = start_cluster(CASCADE_CLAIM_LEASE_SECONDS=str(LEASE_SECONDS))
     try:
         time.sleep(3)
-        tasks.kick_campaign(campaign.pk)
+        queue.kick_campaign(campaign.pk)
         deadline = time.monotonic() + 60
         while gateway_sim.stats()["accepted"] < 300 and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -26,9 +26,9 @@ from providers.simulators.pulse import PulseSimulator
 @pytest.fixture(autouse=True)
 def no_background_tasks(monkeypatch):
     """The tests drive every step themselves; nothing goes to a broker."""
-    monkeypatch.setattr("campaigns.tasks.kick_account", lambda *args, **kwargs: None)
-    monkeypatch.setattr("campaigns.tasks.enqueue_fan_out", lambda *args, **kwargs: None)
-    monkeypatch.setattr("campaigns.tasks.kick_campaign", lambda *args, **kwargs: None)
+    monkeypatch.setattr("campaigns.queue.kick_account", lambda *args, **kwargs: None)
+    monkeypatch.setattr("campaigns.queue.enqueue_fan_out", lambda *args, **kwargs: None)
+    monkeypatch.setattr("campaigns.queue.kick_campaign", lambda *args, **kwargs: None)
     monkeypatch.setattr(services, "POLL_INTERVAL_SECONDS", 0)
     monkeypatch.setattr(dispatch, "FIRST_POLL_SECONDS", 0)
 
@@ -343,7 +343,7 @@ def test_admin_actions_launch_pause_and_cancel(
     client, alice, setup, monkeypatch, django_capture_on_commit_callbacks
 ):
     launched = []
-    monkeypatch.setattr("campaigns.tasks.enqueue_fan_out", launched.append)
+    monkeypatch.setattr("campaigns.queue.enqueue_fan_out", launched.append)
     campaign = Campaign.objects.create(
         operator=setup["operator"], name="Draft", template=setup["template"], channels=["sms"]
     )

@@ -30,7 +30,7 @@ def test_the_digest_ignores_key_order_and_format_details():
 def test_two_identical_requests_at_the_same_moment_send_once(sunrise, monkeypatch):
     if connection.vendor != "postgresql":
         pytest.skip("the advisory lock is PostgreSQL's; SQLite serializes writers itself")
-    monkeypatch.setattr("campaigns.tasks.kick_account", lambda account_id: None)
+    monkeypatch.setattr("campaigns.queue.kick_account", lambda account_id: None)
     account = ProviderAccount.objects.create(
         operator=sunrise, name="Gateway", backend="cascade_gateway", channels=["sms"]
     )

@@ -27,8 +27,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def no_background_tasks(monkeypatch):
-    monkeypatch.setattr("campaigns.tasks.kick_account", lambda *args, **kwargs: None)
-    monkeypatch.setattr("campaigns.tasks.kick_campaign", lambda *args, **kwargs: None)
+    monkeypatch.setattr("campaigns.queue.kick_account", lambda *args, **kwargs: None)
+    monkeypatch.setattr("campaigns.queue.kick_campaign", lambda *args, **kwargs: None)
 
 
 @pytest.fixture

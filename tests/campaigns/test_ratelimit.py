@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from campaigns import ratelimit, tasks
+from campaigns import queue, ratelimit
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_a_rate_limited_account_gets_one_dispatcher_others_one_per_worker(
 
     kicked = {}
     monkeypatch.setattr(
-        tasks, "kick_account", lambda account_id, workers: kicked.update({account_id: workers})
+        queue, "kick_account", lambda account_id, workers: kicked.update({account_id: workers})
     )
     slow = world["provideraccount"]
     slow.rate_limit_per_second = 5
@@ -65,5 +65,5 @@ def test_a_rate_limited_account_gets_one_dispatcher_others_one_per_worker(
         idempotency_key="k2",
         status=DeliveryStatus.QUEUED,
     )
-    tasks.kick_campaign(delivery.campaign_id)
+    queue.kick_campaign(delivery.campaign_id)
     assert kicked == {slow.pk: 1, fast.pk: settings.Q_CLUSTER["workers"]}

@@ -18,8 +18,8 @@ from tests.conftest import make_client
 
 @pytest.fixture(autouse=True)
 def no_broker(monkeypatch):
-    monkeypatch.setattr("campaigns.tasks.enqueue_fan_out", lambda campaign_id: None)
-    monkeypatch.setattr("campaigns.tasks.kick_campaign", lambda campaign_id: None)
+    monkeypatch.setattr("campaigns.queue.enqueue_fan_out", lambda campaign_id: None)
+    monkeypatch.setattr("campaigns.queue.kick_campaign", lambda campaign_id: None)
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ def test_a_partner_message_is_sent_reported_and_shown_delivered(
     live_server, settings, sunrise, pulse_sim, monkeypatch
 ):
     cache.clear()
-    monkeypatch.setattr("campaigns.tasks.kick_account", lambda account_id: None)
+    monkeypatch.setattr("campaigns.queue.kick_account", lambda account_id: None)
     settings.CASCADE_PUBLIC_URL = live_server.url
     account = ProviderAccount.objects.create(
         operator=sunrise,

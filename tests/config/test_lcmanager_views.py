@@ -49,9 +49,9 @@ def fresh_cache_and_no_broker(monkeypatch):
     cache.clear()  # throttle counters live in the cache
     kicked = []
     monkeypatch.setattr(
-        "campaigns.tasks.kick_account", lambda account_id: kicked.append(account_id)
+        "campaigns.queue.kick_account", lambda account_id: kicked.append(account_id)
     )
-    monkeypatch.setattr("campaigns.tasks.enqueue_fan_out", lambda campaign_id: None)
+    monkeypatch.setattr("campaigns.queue.enqueue_fan_out", lambda campaign_id: None)
     yield kicked
     cache.clear()
 

@@ -93,8 +93,8 @@ ENDPOINTS = {
 @pytest.fixture(autouse=True)
 def no_broker_and_fresh_throttles(monkeypatch):
     cache.clear()
-    monkeypatch.setattr("campaigns.tasks.kick_account", lambda account_id: None)
-    monkeypatch.setattr("campaigns.tasks.enqueue_fan_out", lambda campaign_id: None)
+    monkeypatch.setattr("campaigns.queue.kick_account", lambda account_id: None)
+    monkeypatch.setattr("campaigns.queue.enqueue_fan_out", lambda campaign_id: None)
     yield
     cache.clear()
 

@@ -9,7 +9,6 @@ from django.urls import reverse
 
 from providers.models import ProviderAccount
 from providers.services import secret_hint
-from providers.webhooks import callback_url
 from tests.forms import form_fields
 
 CURRENT = "cb-current-0123456789abcdef"
@@ -64,9 +63,9 @@ def test_the_action_puts_a_new_secret_first_and_the_old_ones_stay_valid(client, 
     new, *old = account.callback_secrets
     assert old == [CURRENT, OLD]
     assert len(new) == 32  # secrets.token_urlsafe(24)
-    assert callback_url(account).endswith(f"/{new}/")
+    assert account.callback_url().endswith(f"/{new}/")
     # Shown once, in full, right after the rotation…
-    assert callback_url(account) in response.content.decode()
+    assert account.callback_url() in response.content.decode()
     # …and afterwards only by its hint.
     page = client.get(change_url(account)).content.decode()
     assert new not in page and f"{secret_hint(new)} (current)" in page
@@ -98,7 +97,7 @@ def test_the_change_form_boxes_add_a_secret_and_retire_the_old_ones(client, alic
     account.refresh_from_db()
     new = account.callback_secrets[0]
     assert account.callback_secrets[1:] == [CURRENT, OLD]
-    assert callback_url(account) in response.content.decode()
+    assert account.callback_url() in response.content.decode()
 
     data = form_fields(client.get(url).content.decode(), form_id="provideraccount_form")
     assert client.post(url, {**data, "retire_old_callback_secrets": "on"}).status_code == 302
@@ -135,7 +134,7 @@ def test_an_account_saved_in_the_admin_without_a_secret_gets_one(client, alice, 
     bare.refresh_from_db()
     [secret] = bare.callback_secrets
     assert len(secret) == 32
-    assert callback_url(bare) in response.content.decode()
+    assert bare.callback_url() in response.content.decode()
 
 
 def test_a_marketer_who_may_only_view_accounts_cannot_rotate(client, mark, account):
@@ -155,7 +154,7 @@ def test_the_command_prints_the_new_callback_url_and_keeps_the_old_secrets(clien
     account.refresh_from_db()
     new, *old = account.callback_secrets
     assert old == [CURRENT, OLD]
-    assert out.getvalue().strip() == callback_url(account)
+    assert out.getvalue().strip() == account.callback_url()
     assert out.getvalue().strip().endswith(f"/{new}/")
     for secret in (new, CURRENT, OLD):
         assert client.post(webhook(account, secret)).status_code == 200
@@ -166,7 +165,7 @@ def test_the_command_with_retire_old_leaves_only_the_new_secret(client, account)
     call_command("rotate_callback_secret", account=account.pk, retire_old=True, stdout=out)
     account.refresh_from_db()
     [new] = account.callback_secrets
-    assert out.getvalue().strip() == callback_url(account)
+    assert out.getvalue().strip() == account.callback_url()
     assert client.post(webhook(account, new)).status_code == 200
     for secret in (CURRENT, OLD):
         assert client.post(webhook(account, secret)).status_code == 403

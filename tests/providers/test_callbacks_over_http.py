@@ -12,7 +12,6 @@ from providers.simulators.base import SimulatorConfig
 from providers.simulators.bsg import BsgSimulator
 from providers.simulators.pulse import PulseSimulator
 from providers.status import DeliveryStatus
-from providers.webhooks import callback_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,7 +56,7 @@ def submitted_delivery(world, account, backend_name, *, channel="sms", fallback=
         phone="79123456789",
         text="Hello",
         sms_text="Hello",
-        callback_url=callback_url(account),
+        callback_url=account.callback_url(),
         fallback_channels=list(fallback),
     )
     result = get_backend(account).send([message])[0]

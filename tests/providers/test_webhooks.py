@@ -4,7 +4,7 @@ import pytest
 
 from campaigns.models import DeliveryEvent
 from providers.models import ProviderAccount
-from providers.webhooks import callback_url, secret_matches
+from providers.webhooks import secret_matches
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def test_secret_matching_accepts_any_listed_secret_and_nothing_else():
 
 def test_the_callback_url_is_signed_with_the_current_secret(mail_account, settings):
     settings.CASCADE_PUBLIC_URL = "https://cascade.example.com/"
-    assert callback_url(mail_account) == (
+    assert mail_account.callback_url() == (
         f"https://cascade.example.com/providers/webhooks/smtp/{mail_account.pk}/new-secret-0123456789/"
     )
 

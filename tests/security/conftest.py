@@ -25,9 +25,9 @@ OUR_APPS = ("clients", "campaigns", "providers")
 @pytest.fixture(autouse=True)
 def no_broker_and_fresh_cache(monkeypatch):
     """Nothing is queued for real, and the partner API's throttle counters start at zero."""
-    monkeypatch.setattr("campaigns.tasks.kick_account", lambda *args, **kwargs: None)
-    monkeypatch.setattr("campaigns.tasks.kick_campaign", lambda campaign_id: None)
-    monkeypatch.setattr("campaigns.tasks.enqueue_fan_out", lambda campaign_id: None)
+    monkeypatch.setattr("campaigns.queue.kick_account", lambda *args, **kwargs: None)
+    monkeypatch.setattr("campaigns.queue.kick_campaign", lambda campaign_id: None)
+    monkeypatch.setattr("campaigns.queue.enqueue_fan_out", lambda campaign_id: None)
     cache.clear()
     yield
     cache.clear()

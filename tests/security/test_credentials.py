@@ -24,7 +24,6 @@ from clients.models import ApiCredential, Client
 from clients.services import issue_credential, revoke_credential
 from providers.models import ChannelRoute, ProviderAccount
 from providers.status import DeliveryStatus
-from providers.webhooks import callback_url
 from tests.forms import form_fields
 from tests.security.conftest import tenant_models
 from tests.security.urlwalk import page_urls
@@ -207,7 +206,7 @@ def test_a_new_callback_url_is_shown_once_and_afterwards_only_by_its_hint(client
     assert gateway.callback_secrets[1:] == [GATEWAY_CALLBACK, GATEWAY_CALLBACK_OLD]
     # The page after the save carries the one-time message with the full URL…
     assert (
-        callback_url(gateway)
+        gateway.callback_url()
         in client.get(admin_url(ProviderAccount, "changelist")).content.decode()
     )
     # …and no page after that shows any of the secrets.
@@ -365,7 +364,7 @@ def test_a_removed_webhook_secret_is_refused_at_once(client, accounts):
     # A new secret put first signs new callback URLs at once, and the previous one still works.
     gateway.callback_secrets = [GATEWAY_CALLBACK_OLD + "x", GATEWAY_CALLBACK]
     gateway.save()
-    assert callback_url(gateway).endswith(f"/{GATEWAY_CALLBACK_OLD}x/")
+    assert gateway.callback_url().endswith(f"/{GATEWAY_CALLBACK_OLD}x/")
     assert client.post(webhook(gateway, GATEWAY_CALLBACK)).status_code == 200
 
 

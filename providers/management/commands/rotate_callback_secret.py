@@ -4,7 +4,6 @@ from django.core.management.base import BaseCommand, CommandError
 
 from providers import services
 from providers.models import ProviderAccount
-from providers.webhooks import callback_url
 
 
 class Command(BaseCommand):
@@ -30,4 +29,4 @@ class Command(BaseCommand):
         if retire_old:
             rotated = services.retire_old_callback_secrets(account_id=account)
         # The full URL is printed once, here; the admin shows only its first characters.
-        self.stdout.write(f"{callback_url(rotated)}\n")
+        self.stdout.write(f"{rotated.callback_url()}\n")
