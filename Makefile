@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh Debian machine with Python 3.11:
 #   make run   - the app with demo data on http://127.0.0.1:8000 (SQLite, ORM broker)
 #   make test  - ruff and the whole pytest suite against a throw-away PostgreSQL
-.PHONY: run test install lint format
+#   make test-fast - the same without the slow tests (browsers, clusters, chaos, load)
+.PHONY: run test test-fast install lint format
 
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -16,6 +17,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/test.sh $(ARGS)
+
+test-fast: $(STAMP)
+	bash scripts/test.sh -m "not slow" -n 2 $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

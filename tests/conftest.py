@@ -36,6 +36,23 @@ from clients.services import issue_credential
 from providers.models import ChannelRoute, ProviderAccount
 from providers.status import DeliveryStatus
 
+# What `make test-fast` leaves out: real browsers, subprocess clusters, the chaos and
+# load scenarios and the schema fuzzer (minutes, not seconds). `make test` runs them all.
+SLOW_TESTS = (
+    "tests/browser/",
+    "tests/bench/",
+    "tests/fuzz/test_api_schemathesis.py",
+    "tests/campaigns/test_chaos.py",
+    "tests/campaigns/test_chaos_suite.py",
+    "tests/campaigns/test_scale_out.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def callbacks_applied_before_their_answer(settings):
