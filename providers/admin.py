@@ -2,11 +2,13 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils.translation import gettext as _
 
 from clients.models import Operator
 from clients.tenancy import OperatorScopedAdmin
 from providers import services
 from providers.models import ChannelRoute, ProviderAccount
+from providers.registry import BACKENDS, backend_class
 
 
 def mask_secret(value) -> str:
@@ -114,7 +116,12 @@ class ProviderAccountAdmin(OperatorScopedAdmin):
         if not url:
             return "None yet: a secret is generated when the account is saved."
         current = obj.callback_secrets[0]
-        return url.removesuffix(f"{current}/") + f"{services.secret_hint(current)}/"
+        masked = url.removesuffix(f"{current}/") + f"{services.secret_hint(current)}/"
+        if obj.backend in BACKENDS and not backend_class(obj.backend).has_callbacks:
+            return _(
+                "%(url)s (not used: this gateway sends no callbacks, its statuses are polled)"
+            ) % {"url": masked}
+        return masked
 
     @admin.display(description="Callback secrets")
     def callback_secret_hints(self, obj):

@@ -123,7 +123,6 @@ class ProviderRef:
     delivery_id: int
     provider_message_id: str
     idempotency_key: str = ""
-    phone: str = ""
 
 
 @dataclass

@@ -174,3 +174,15 @@ def test_the_command_with_retire_old_leaves_only_the_new_secret(client, account)
 def test_the_command_names_an_unknown_account(db):
     with pytest.raises(CommandError, match="No provider account with id 999999"):
         call_command("rotate_callback_secret", account=999999)
+
+
+def test_the_callback_url_says_when_the_gateway_sends_no_callbacks(client, alice, sunrise):
+    client.force_login(alice)
+    polled, called = (
+        ProviderAccount.objects.create(
+            operator=sunrise, name=backend, backend=backend, callback_secrets=[CURRENT]
+        )
+        for backend in ("cascade_gateway", "pulse")
+    )
+    assert "sends no callbacks" in client.get(change_url(polled)).content.decode()
+    assert "sends no callbacks" not in client.get(change_url(called)).content.decode()
