@@ -62,6 +62,15 @@ ACCOUNT_CACHE_SIZE = 1000
 _accounts: dict[tuple[int, str], tuple[float, ProviderAccount]] = {}
 
 
+def reset_account_cache() -> None:
+    """Forget every account read (tests, or after changing accounts outside the ORM)."""
+    _accounts.clear()
+
+
+def cached_account_ids() -> set[int]:
+    return {account_id for account_id, _backend in _accounts}
+
+
 def account_for_callbacks(account_id: int, backend: str) -> ProviderAccount | None:
     key = (account_id, backend)
     now = time.monotonic()

@@ -70,7 +70,7 @@ def callbacks_applied_before_their_answer(settings):
 def no_webhook_accounts_from_another_test():
     from providers import webhooks
 
-    webhooks._accounts.clear()
+    webhooks.reset_account_cache()
 
 
 @pytest.fixture
