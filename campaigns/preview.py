@@ -3,7 +3,7 @@
 Pure functions for the campaign page. Content goes through the same helpers
 as dispatch (`content_for`, `render`, variables named as in
 `dispatch.variables_for`), so the preview shows what a recipient would get.
-Limits are those of protocols.md section 5 and the cascade gateway's manual
+Limits are those of ../shared/docs/protocols.md §5 and the cascade gateway's manual
 (seed 003): GSM-7 160/153, UCS-2 70/67, Viber text ≤ 1000, caption ≤ 19,
 a caption needs a URL and the reverse, an image needs a button.
 """

@@ -1,6 +1,6 @@
 """BSG (bsg.world, legacy app.bsg.hk): Viber with an SMS fallback (`alt_route`), and plain SMS.
 
-Wire format: docs/protocols.md §4 and protocols-sources.md §4 (seed 004).
+Wire format: ../shared/docs/protocols.md §4 and protocols-sources.md §4 (seed 004).
 
 Account: base_url ".../rest"; credentials["api_key"], sent as the X-API-KEY header;
 sender_names["viber"] (alpha_name: at most 14 characters, registered at BSG) and

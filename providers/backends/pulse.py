@@ -1,4 +1,4 @@
-"""kupon.mobi "1-pulse" HTTP API (seed 002; protocols.md §2).
+"""kupon.mobi "1-pulse" HTTP API (seed 002; ../shared/docs/protocols.md §2).
 
 Account settings:
   base_url                 e.g. https://1-pulse.kupon.mobi/api/v1

@@ -1,4 +1,4 @@
-"""The kupon.mobi "1-pulse" HTTP API, played locally (seed 002; protocols.md §2).
+"""The kupon.mobi "1-pulse" HTTP API, played locally (seed 002; ../shared/docs/protocols.md §2).
 
 Routes, each for GET (query string) and POST (form-encoded body; query parameters
 count too):
