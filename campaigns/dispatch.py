@@ -350,7 +350,7 @@ def send_batch(account: ProviderAccount, ids: list[int], *, token: str = "") -> 
     skipped = [d for d in deliveries if d.pk in ineligible]
     deliveries = [d for d in deliveries if d.pk not in ineligible]
     outgoing = [outgoing_for(delivery, backend, account, routes) for delivery in deliveries]
-    size = max(1, account.max_batch)
+    size = backend.batch_size()
     outcomes = []  # (chunk, results or the error), written together below
     for start in range(0, len(outgoing), size):
         chunk = deliveries[start : start + size]
@@ -594,7 +594,8 @@ def claim_size(account: ProviderAccount, backend, seconds: float) -> int:
     request timing out in turn still ends within `seconds` (the lease, the task's time):
     a claim that outlives its lease is taken back by the sweeper while it is still sending.
     """
-    size = account.max_batch * max(1, settings.CASCADE_CLAIM_TARGET // max(1, account.max_batch))
+    batch = backend.batch_size()
+    size = batch * max(1, settings.CASCADE_CLAIM_TARGET // batch)
     if account.rate_limit_per_second:
         size = min(size, account.rate_limit_per_second)
     requests = int(seconds * CLAIM_TIME_FOR_REQUESTS // max(1, account.timeout_seconds))

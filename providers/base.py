@@ -149,6 +149,8 @@ class Backend:
 
     name: ClassVar[str] = ""
     channels: ClassVar[tuple[str, ...]] = ()
+    # The most recipients the protocol takes in one request; an account's max_batch (how
+    # many dispatch sends at once) may be lower, never higher (ProviderAccount.clean).
     max_batch: ClassVar[int] = 1
     supports_native_cascade: ClassVar[bool] = False
     idempotent_submit: ClassVar[bool] = False  # the gateway refuses a repeated key
@@ -170,10 +172,15 @@ class Backend:
         """Turn a webhook request (Django HttpRequest) into status events."""
         raise NotImplementedError
 
+    def batch_size(self) -> int:
+        """Recipients per request: the account's choice, within what the protocol takes."""
+        chosen = int(getattr(self.account, "max_batch", 1) or 1)
+        return max(1, min(chosen, self.max_batch))
+
     def messages_within(self, requests: int) -> int:
         """How many messages `requests` gateway round trips carry at worst: the budget
         that keeps a claim inside its lease (campaigns.dispatch.claim_size)."""
-        return requests * max(1, int(getattr(self.account, "max_batch", 1) or 1))
+        return requests * self.batch_size()
 
     # ---- helpers for subclasses ----
     @property

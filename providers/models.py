@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from clients.channels import Channel
 from clients.models import Operator
 from providers.limits import request_time_limit
-from providers.registry import BACKEND_CHOICES, BACKENDS
+from providers.registry import BACKEND_CHOICES, BACKENDS, backend_class
 
 
 class ProviderAccount(models.Model):
@@ -85,18 +85,23 @@ class ProviderAccount(models.Model):
         return f"{base}/providers/webhooks/{self.backend}/{self.pk}/{secrets[0]}/"
 
     def clean(self) -> None:
+        errors = {}
         limit = request_time_limit()
         if self.timeout_seconds and self.timeout_seconds > limit:
-            raise ValidationError(
-                {
-                    "timeout_seconds": _(
-                        "At most %(limit)g s: one request must end well within a claim's "
-                        "lease (CASCADE_CLAIM_LEASE_SECONDS) and the dispatcher's task "
-                        "(Q_TIMEOUT)."
-                    )
-                    % {"limit": limit}
-                }
-            )
+            errors["timeout_seconds"] = _(
+                "At most %(limit)g s: one request must end well within a claim's "
+                "lease (CASCADE_CLAIM_LEASE_SECONDS) and the dispatcher's task "
+                "(Q_TIMEOUT)."
+            ) % {"limit": limit}
+        if self.backend in BACKENDS:
+            most = backend_class(self.backend).max_batch
+            if self.max_batch and self.max_batch > most:
+                errors["max_batch"] = _(
+                    "At most %(most)s recipients per request: the most this gateway's "
+                    "protocol takes."
+                ) % {"most": most}
+        if errors:
+            raise ValidationError(errors)
 
 
 class ChannelRoute(models.Model):

@@ -43,3 +43,11 @@ def test_the_rate_limit_caps_a_claim_at_one_seconds_worth(settings):
     settings.CASCADE_CLAIM_TARGET = 1000
     gateway = account("cascade_gateway", rate_limit_per_second=50)
     assert claim_size(gateway, get_backend(gateway), 120) == 50
+
+
+@pytest.mark.parametrize(
+    ("backend", "chosen", "size"),
+    [("pulse", 500, 500), ("pulse", 900, 500), ("bsg", 200, 50), ("cascade_gateway", 20, 20)],
+)
+def test_a_batch_is_the_accounts_choice_within_what_the_protocol_takes(backend, chosen, size):
+    assert get_backend(account(backend, max_batch=chosen)).batch_size() == size

@@ -39,3 +39,13 @@ def test_the_admin_form_refuses_such_a_timeout(sunrise, settings):
     assert "timeout_seconds" in caught.value.message_dict
     account.timeout_seconds = 24
     account.clean()
+
+
+def test_the_admin_form_refuses_a_batch_larger_than_the_protocol_takes(sunrise):
+    account = ProviderAccount(operator=sunrise, name="Bsg", backend="bsg", max_batch=51)
+    with pytest.raises(ValidationError) as caught:
+        account.clean()
+    assert "max_batch" in caught.value.message_dict
+    assert "50" in caught.value.message_dict["max_batch"][0]
+    account.max_batch = 50
+    account.clean()
