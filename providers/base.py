@@ -15,16 +15,31 @@ swallow it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import threading
+import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
+from datetime import datetime, tzinfo
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+
+from providers.status import DeliveryStatus
+
+logger = logging.getLogger(__name__)
+# Every request and answer, secrets masked, at DEBUG: turn it on to see the wire.
+wire_log = logging.getLogger("providers.wire")
+
+# A step's lifetime when the campaign sets none: a day, the common gateway default.
+DEFAULT_TTL_MINUTES = 1440
 
 
 class ConfigurationError(Exception):
@@ -89,8 +104,7 @@ class OutgoingMessage:
     # Channels after this one that the backend should run itself when it can
     # (native cascade); empty means this channel only.
     fallback_channels: list[str] = field(default_factory=list)
-    ttl_minutes: int = 1440
-    send_at: datetime | None = None
+    ttl_minutes: int = DEFAULT_TTL_MINUTES
     callback_url: str = ""
     is_promotional: bool = True
 
@@ -111,8 +125,6 @@ class SendResult:
     price: Decimal | None = None
     currency: str = ""
     parts: int = 0
-    # Ids per channel when the gateway runs a native cascade, e.g. {"viber": "1", "sms": "2"}.
-    channel_ids: dict[str, str] = field(default_factory=dict)
     raw: str = ""
 
 
@@ -140,11 +152,35 @@ class StatusEvent:
     raw: str = ""
 
 
-class Backend:
-    """Base class: holds the account and a pooled HTTP session.
+Item = tuple[int, OutgoingMessage]  # (position in the batch, message)
 
-    Subclasses set the class attributes and implement send, fetch_statuses and
-    parse_callback.
+
+@dataclass
+class Chunk:
+    """The recipients of one gateway request, and what the backend grouped them by."""
+
+    items: list[Item]
+    # Whatever submit() needs beyond the recipients: the shared content of a group, the
+    # API a request goes to. The base class never looks inside.
+    detail: Any = None
+
+
+class Backend:
+    """Base class: the account, a pooled HTTP session and the fixed send pipeline.
+
+    send() is the same for every backend and is not overridden:
+
+      prepare(batch)          which messages can go at all; the others get a refusal
+      chunk(items)            how the rest are split into gateway requests
+      submit(chunk)           one request on the wire; its answer, or ProviderError
+      parse_results(chunk, answer)   the answer as one SendResult per recipient
+
+    The base class owns what every gateway needs the same way: results in batch order,
+    a recipient the answer does not mention, a request that fails after earlier ones
+    went through (those results stand, the failed one is as its error says, the later
+    ones never left), the resend decision (after_failure) and wire logging with the
+    account's secrets masked. A backend implements the wire steps, plus
+    fetch_statuses and parse_callback for statuses.
     """
 
     name: ClassVar[str] = ""
@@ -161,10 +197,89 @@ class Backend:
     def __init__(self, account: Any):
         self.account = account
 
-    # ---- the contract ----
+    # ---- the send pipeline (fixed) ----
     def send(self, batch: list[OutgoingMessage]) -> list[SendResult]:
+        """One result per message, in batch order.
+
+        Raises ProviderError only when the batch's single request failed as a whole, so
+        the caller can treat every message of it alike.
+        """
+        items, results = self.prepare(batch)
+        chunks = self.chunk(items) if items else []
+        with self.session_scope():
+            for position, chunk in enumerate(chunks):
+                try:
+                    answer = self.submit(chunk)
+                    parsed = self.parse_results(chunk, answer)
+                except ProviderError as error:
+                    if len(chunks) == 1:
+                        raise
+                    if position:
+                        logger.warning("%s: batch stopped after a failure: %s", self.name, error)
+                    later = [item for rest in chunks[position + 1 :] for item in rest.items]
+                    results.update(failed(chunk.items, error, may_have_reached=None))
+                    results.update(failed(later, error, may_have_reached=False))
+                    break
+                for index, message in chunk.items:
+                    results[index] = parsed.get(index) or refusal(
+                        message,
+                        "no_answer",
+                        "The gateway's answer did not mention this recipient",
+                        permanent=False,
+                    )
+        return [results[index] for index in range(len(batch))]
+
+    def prepare(self, batch: list[OutgoingMessage]) -> tuple[list[Item], dict[int, SendResult]]:
+        """The messages that can be sent, and a refusal for each one that cannot."""
+        items: list[Item] = []
+        refused: dict[int, SendResult] = {}
+        for index, message in enumerate(batch):
+            if message.channel not in self.channels:
+                refused[index] = refusal(
+                    message, "channel", f"{self.name} cannot send over {message.channel!r}"
+                )
+            elif not self.address(message):
+                refused[index] = refusal(message, "no_address", f"No address for {message.channel}")
+            else:
+                items.append((index, message))
+        return items, refused
+
+    def address(self, message: OutgoingMessage) -> str:
+        """Where the message goes on its channel; "" when the client has no address there."""
+        if message.channel == "email":
+            return message.email
+        if message.channel == "push":
+            return ",".join(message.push_tokens)
+        return message.phone
+
+    def chunk(self, items: list[Item]) -> list[Chunk]:
+        """Requests of at most batch_size() recipients, in batch order."""
+        size = self.batch_size()
+        return [Chunk(items[start : start + size]) for start in range(0, len(items), size)]
+
+    def session_scope(self) -> AbstractContextManager:
+        """Held around all requests of one send (SMTP opens its connection here)."""
+        return contextlib.nullcontext()
+
+    def submit(self, chunk: Chunk) -> Any:
+        """Send one request; return the gateway's answer. Raise ProviderError when the
+        request failed as a whole."""
         raise NotImplementedError
 
+    def parse_results(self, chunk: Chunk, answer: Any) -> dict[int, SendResult]:
+        """Results by position in the batch; a recipient left out is reported by the base
+        as not answered (transient: a gateway with idempotency keys takes a resend)."""
+        raise NotImplementedError
+
+    def after_failure(self, *, permanent: bool, may_have_reached: bool) -> str:
+        """The resend decision for a failed submit to this gateway (see after_failure)."""
+        return after_failure(
+            permanent=permanent,
+            may_have_reached=may_have_reached,
+            idempotent=self.idempotent_submit,
+        )
+
+    # ---- statuses ----
     def fetch_statuses(self, refs: list[ProviderRef]) -> list[StatusEvent]:
         raise NotImplementedError
 
@@ -174,7 +289,7 @@ class Backend:
 
     def batch_size(self) -> int:
         """Recipients per request: the account's choice, within what the protocol takes."""
-        chosen = int(getattr(self.account, "max_batch", 1) or 1)
+        chosen = int(getattr(self.account, "max_batch", 0) or self.max_batch)
         return max(1, min(chosen, self.max_batch))
 
     def messages_within(self, requests: int) -> int:
@@ -182,7 +297,35 @@ class Backend:
         that keeps a claim inside its lease (campaigns.dispatch.claim_size)."""
         return requests * self.batch_size()
 
-    # ---- helpers for subclasses ----
+    # ---- account settings ----
+    @property
+    def options(self) -> dict[str, Any]:
+        return getattr(self.account, "options", None) or {}
+
+    def option_flag(self, name: str) -> bool:
+        return str(self.options.get(name, "")).strip().lower() in ("1", "true", "yes", "on")
+
+    def option_choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        """options[name] as one of `choices` (compared in the choices' case)."""
+        value = str(self.options.get(name) or default)
+        value = value.upper() if choices[0].isupper() else value.lower()
+        if value not in choices:
+            raise ConfigurationError(
+                f"Provider account {self.account.name!r}: options[{name!r}] must be "
+                f"{' or '.join(choices)}, not {value!r}."
+            )
+        return value
+
+    def option_time_zone(self, name: str, default: str = "Europe/Moscow") -> ZoneInfo:
+        value = str(self.options.get(name) or default)
+        try:
+            return ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ConfigurationError(
+                f"Provider account {self.account.name!r}: options[{name!r}] = {value!r} "
+                "is not a known time zone."
+            ) from error
+
     @property
     def session(self) -> requests.Session:
         return session_for(self.account)
@@ -209,11 +352,20 @@ class Backend:
         senders = self.account.sender_names or {}
         return str(senders.get(channel) or senders.get("default") or "")
 
+    # ---- HTTP ----
     def request(self, method: str, url: str, **kwargs) -> requests.Response:
         """One HTTP call; network failures and 5xx/429 become transient ProviderErrors."""
+        started = time.monotonic()
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as error:
+            wire_log.debug(
+                "%s %s %s failed: %s",
+                self.name,
+                method,
+                without_query(url),
+                self.masked(without_query(error)),
+            )
             if never_connected(error):
                 raise ProviderError(
                     f"{self.name}: could not connect: {without_query(error)}",
@@ -229,6 +381,8 @@ class Backend:
             raise ProviderError(
                 f"{self.name}: connection failed: {without_query(error)}", permanent=False
             ) from error
+        if wire_log.isEnabledFor(logging.DEBUG):
+            self.log_exchange(response, time.monotonic() - started)
         if response.status_code >= 500 or response.status_code == 429:
             raise ProviderError(
                 f"{self.name}: gateway answered HTTP {response.status_code}",
@@ -240,6 +394,31 @@ class Backend:
                 may_have_reached=response.status_code not in REFUSED_UNSEEN,
             )
         return response
+
+    def log_exchange(self, response: requests.Response, seconds: float) -> None:
+        """Request and answer at DEBUG on providers.wire, the account's secrets masked."""
+        sent = response.request
+        body = sent.body or b""
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", errors="replace")
+        wire_log.debug(
+            "%s %s %s -> HTTP %s in %.0f ms\n> %s\n< %s",
+            self.name,
+            sent.method,
+            self.masked(without_query(sent.url or "")),
+            response.status_code,
+            seconds * 1000,
+            self.masked(body[:2000]),
+            self.masked(response.text[:2000]),
+        )
+
+    def masked(self, text: str) -> str:
+        """`text` with every credential of the account (and its URL-encoded form) replaced."""
+        for value in (getattr(self.account, "credentials", None) or {}).values():
+            value = str(value)
+            if len(value) >= 4:
+                text = text.replace(value, "***").replace(quote(value, safe=""), "***")
+        return text
 
 
 # HTTP answers by which a gateway says it did not take the request in.
@@ -274,25 +453,66 @@ def after_failure(*, permanent: bool, may_have_reached: bool, idempotent: bool) 
     return "retry"
 
 
-def failed_results(
-    messages: list[OutgoingMessage], error: ProviderError, *, may_have_reached: bool
-) -> list[SendResult]:
-    """One result per message of a request that failed as a whole (for a backend that
-    sends several requests per batch and keeps the results of those that went through)."""
-    return [
-        SendResult(
-            message.delivery_id,
-            message.idempotency_key,
-            accepted=False,
-            status="failed",
-            error_code=error.code,
-            error_message=str(error),
+def refusal(
+    message: OutgoingMessage,
+    code: str,
+    text: str,
+    *,
+    permanent: bool = True,
+    may_have_reached: bool = False,
+    raw: str = "",
+) -> SendResult:
+    """The result of a message the gateway did not take (or we did not send)."""
+    return SendResult(
+        message.delivery_id,
+        message.idempotency_key,
+        accepted=False,
+        status=DeliveryStatus.REJECTED if permanent else DeliveryStatus.FAILED,
+        error_code=code,
+        error_message=text,
+        permanent=permanent,
+        may_have_reached=may_have_reached,
+        raw=raw,
+    )
+
+
+def failed(
+    items: list[Item], error: ProviderError, *, may_have_reached: bool | None
+) -> dict[int, SendResult]:
+    """A result per recipient of a request that failed as a whole; may_have_reached=None
+    takes the error's own judgement."""
+    reached = error.may_have_reached if may_have_reached is None else may_have_reached
+    return {
+        index: refusal(
+            message,
+            error.code or "request_failed",
+            str(error),
             permanent=error.permanent,
-            may_have_reached=may_have_reached,
+            may_have_reached=reached,
             raw=error.response_text,
         )
-        for message in messages
-    ]
+        for index, message in items
+    }
+
+
+def parse_decimal(value: Any) -> Decimal | None:
+    """A price or balance as the gateway wrote it ("1.25", "1,25", 1.25); None if absent."""
+    if value in (None, ""):
+        return None
+    try:
+        return Decimal(str(value).strip().replace(",", "."))
+    except InvalidOperation:
+        return None
+
+
+def parse_time(value: Any, format: str, zone: tzinfo) -> datetime | None:
+    """A gateway timestamp in `format` and `zone`, aware; None for a blank or placeholder."""
+    if not value:
+        return None
+    try:
+        return datetime.strptime(str(value).strip(), format).replace(tzinfo=zone)
+    except ValueError:  # "0000-00-00 00:00:00" and other placeholders
+        return None
 
 
 def without_query(error: Exception) -> str:

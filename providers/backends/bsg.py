@@ -23,7 +23,7 @@ Sending
 - A batch that needs several requests is sent request by request; if one fails as a whole,
   the error is raised and the engine resends the batch. That is safe: the recipients that
   did go through come back as "already sent".
-- send_at is not sent (the engine dispatches on time); BSG's scheduling field is spelt two
+- No send time is sent (the engine dispatches each message when it is due); BSG's scheduling field is spelt two
   ways in its own documents.
 
 Ids: a Viber id is BSG's as it is; an id from the SMS API (an SMS-only step, or the SMS leg
@@ -42,22 +42,25 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from functools import partial
+from datetime import UTC
 from typing import Any
 from urllib.parse import quote
 
-from providers.base import Backend as BaseBackend
 from providers.base import (
+    DEFAULT_TTL_MINUTES,
+    Chunk,
     ConfigurationError,
+    Item,
     OutgoingMessage,
     ProviderError,
     ProviderRef,
     SendResult,
     StatusEvent,
-    failed_results,
+    parse_decimal,
+    parse_time,
+    refusal,
 )
+from providers.base import Backend as BaseBackend
 from providers.status import DeliveryStatus
 
 STATUS_MAP: dict[str, str] = {
@@ -150,56 +153,20 @@ def describe(code: int, answer: dict) -> tuple[str, bool]:
     return str(their or text), permanent
 
 
-def decimal_or_none(value: Any) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.strptime(str(value), TIME_FORMAT).replace(tzinfo=UTC)
-    except ValueError:  # "0000-00-00 00:00:00" and other placeholders
-        return None
-
-
 def viber_validity(ttl_minutes: int | None) -> int:
     low, high = VIBER_VALIDITY_SECONDS
-    return max(low, min(high, int(ttl_minutes or 1440) * 60))
+    return max(low, min(high, int(ttl_minutes or DEFAULT_TTL_MINUTES) * 60))
 
 
 def sms_validity_hours(ttl_minutes: int | None) -> int:
     low, high = SMS_VALIDITY_HOURS
-    return max(low, min(high, math.ceil(int(ttl_minutes or 1440) / 60)))
+    return max(low, min(high, math.ceil(int(ttl_minutes or DEFAULT_TTL_MINUTES) / 60)))
 
 
 def with_query(url: str, name: str, value: str) -> str:
     if not url:
         return url
     return f"{url}{'&' if '?' in url else '?'}{name}={value}"
-
-
-def refused(
-    message: OutgoingMessage, code: str, text: str, *, permanent: bool, raw: str = ""
-) -> SendResult:
-    return SendResult(
-        message.delivery_id,
-        message.idempotency_key,
-        accepted=False,
-        status=DeliveryStatus.REJECTED if permanent else DeliveryStatus.FAILED,
-        error_code=code,
-        error_message=text,
-        permanent=permanent,
-        raw=raw,
-    )
-
-
-Item = tuple[int, OutgoingMessage]  # (position in the batch, message)
 
 
 def pack(items: list[Item], limit: int) -> list[list[Item]]:
@@ -228,15 +195,10 @@ class Backend(BaseBackend):
 
     # ---- settings ----
     def method(self) -> str:
-        method = str((self.account.options or {}).get("method", "PUT")).upper()
-        if method not in ("PUT", "POST"):
-            raise ConfigurationError(
-                f"Provider account {self.account.name!r}: options['method'] must be PUT or POST."
-            )
-        return method
+        return self.option_choice("method", ("PUT", "POST"), "PUT")
 
     def tariff(self) -> int:
-        value = (self.account.options or {}).get("tariff", 0)
+        value = self.options.get("tariff", 0)
         try:
             tariff = int(value)
         except (TypeError, ValueError):
@@ -322,54 +284,43 @@ class Backend(BaseBackend):
         # personalised campaign is one request per message.
         return requests
 
-    def send(self, batch: list[OutgoingMessage]) -> list[SendResult]:
-        results: dict[int, SendResult] = {}
+    def chunk(self, items: list[Item]) -> list[Chunk]:
+        """Viber requests by validity (one request carries one); SMS requests by content,
+        since /sms/create sends one text to every phone of the request."""
         by_validity: dict[int, list[Item]] = {}
         by_sms_content: dict[tuple[str, int, str], list[Item]] = {}
-        for index, message in enumerate(batch):
-            if not message.phone:
-                results[index] = refused(message, "no_address", "No phone number", permanent=True)
-            elif message.channel == "viber":
-                by_validity.setdefault(viber_validity(message.ttl_minutes), []).append(
-                    (index, message)
-                )
-            elif message.channel == "sms":
+        for item in items:
+            message = item[1]
+            if message.channel == "viber":
+                by_validity.setdefault(viber_validity(message.ttl_minutes), []).append(item)
+            else:
                 key = (
                     message.text or message.sms_text,
                     sms_validity_hours(message.ttl_minutes),
                     message.callback_url,
                 )
-                by_sms_content.setdefault(key, []).append((index, message))
-            else:
-                results[index] = refused(
-                    message, "channel", f"BSG cannot send {message.channel!r}", permanent=True
-                )
-        calls = [
-            (items[start : start + MAX_RECIPIENTS], validity)
-            for validity, items in by_validity.items()
-            for start in range(0, len(items), MAX_RECIPIENTS)
-        ]
-        calls = [
-            (chunk, partial(self.send_viber, chunk, validity)) for chunk, validity in calls
+                by_sms_content.setdefault(key, []).append(item)
+        return [
+            Chunk(members[start : start + MAX_RECIPIENTS], ("viber", validity))
+            for validity, members in by_validity.items()
+            for start in range(0, len(members), MAX_RECIPIENTS)
         ] + [
-            (chunk, partial(self.send_sms, chunk, text, hours, callback_url))
-            for (text, hours, callback_url), items in by_sms_content.items()
-            for chunk in pack(items, MAX_RECIPIENTS)
+            Chunk(part, ("sms", *content))
+            for content, members in by_sms_content.items()
+            for part in pack(members, MAX_RECIPIENTS)
         ]
-        for position, (chunk, send_request) in enumerate(calls):
-            try:
-                results.update(send_request())
-            except ProviderError as error:
-                if position == 0:
-                    raise  # nothing went through: the batch failed as a whole
-                # Earlier requests went through and their results stand; this one is
-                # as the error says; the later ones were never made.
-                later = [item for rest, _send in calls[position + 1 :] for item in rest]
-                for items, reached in ((chunk, error.may_have_reached), (later, False)):
-                    failed = failed_results([m for _i, m in items], error, may_have_reached=reached)
-                    results.update(zip([i for i, _m in items], failed, strict=True))
-                break
-        return [results[index] for index in range(len(batch))]
+
+    def submit(self, chunk: Chunk) -> dict:
+        api, *settings = chunk.detail
+        if api == "viber":
+            body = self.viber_body(chunk.items, *settings)
+        else:
+            body = self.sms_body(chunk.items, *settings)
+        answer, _text = self.call(self.method(), f"/{api}/create", body)
+        return answer
+
+    def parse_results(self, chunk: Chunk, answer: dict) -> dict[int, SendResult]:
+        return self.read_results(chunk.items, answer, api=chunk.detail[0])
 
     def viber_body(self, items: list[Item], validity: int) -> dict:
         """The /viber/create body: identical content shares one message object."""
@@ -434,18 +385,6 @@ class Backend(BaseBackend):
             body["callback_url"] = with_query(callback_url, "bsg_api", "sms")
         return body
 
-    def send_viber(self, items: list[Item], validity: int) -> dict[int, SendResult]:
-        answer, _text = self.call(self.method(), "/viber/create", self.viber_body(items, validity))
-        return self.read_results(items, answer, api="viber")
-
-    def send_sms(
-        self, items: list[Item], text: str, hours: int, callback_url: str
-    ) -> dict[int, SendResult]:
-        answer, _text = self.call(
-            self.method(), "/sms/create", self.sms_body(items, text, hours, callback_url)
-        )
-        return self.read_results(items, answer, api="sms")
-
     def read_results(self, items: list[Item], answer: dict, *, api: str) -> dict[int, SendResult]:
         entries = answer.get("result")
         if isinstance(entries, dict):  # the SMS API's single-phone shape
@@ -460,20 +399,15 @@ class Backend(BaseBackend):
             str(entry.get("reference")): entry for entry in entries if isinstance(entry, dict)
         }
         currency = str(answer.get("currency") or "")
-        results: dict[int, SendResult] = {}
-        for index, message in items:
-            entry = by_reference.get(message.idempotency_key)
-            if entry is None:
-                # BSG said nothing about this one; resending is safe (the reference deduplicates).
-                results[index] = refused(
-                    message,
-                    "no_result",
-                    "BSG's answer has no result for this recipient",
-                    permanent=False,
-                )
-            else:
-                results[index] = self.result_for(message, entry, api=api, currency=currency)
-        return results
+        # One BSG said nothing about is left to the base class: not answered, and safe to
+        # resend (the reference deduplicates).
+        return {
+            index: self.result_for(
+                message, by_reference[message.idempotency_key], api=api, currency=currency
+            )
+            for index, message in items
+            if message.idempotency_key in by_reference
+        }
 
     def result_for(
         self, message: OutgoingMessage, entry: dict, *, api: str, currency: str
@@ -484,7 +418,7 @@ class Backend(BaseBackend):
             return self.already_sent(message, code, api=api, raw=raw)
         if code:
             text, permanent = describe(code, entry)
-            return refused(message, str(code), text, permanent=permanent, raw=raw)
+            return refusal(message, str(code), text, permanent=permanent, raw=raw)
         provider_id = self.our_id(api, entry.get("id"))
         return SendResult(
             message.delivery_id,
@@ -492,9 +426,8 @@ class Backend(BaseBackend):
             accepted=True,
             provider_message_id=provider_id,
             status=DeliveryStatus.SENT,
-            price=decimal_or_none(entry.get("price")),
+            price=parse_decimal(entry.get("price")),
             currency=str(entry.get("currency") or currency),
-            channel_ids={api: provider_id} if provider_id else {},
             raw=raw,
         )
 
@@ -522,15 +455,8 @@ class Backend(BaseBackend):
         if error_code(answer.get("error")) in NOT_FOUND:
             return result
         result.provider_message_id = self.our_id(api, answer.get("id"))
-        result.price = decimal_or_none(answer.get("price"))
+        result.price = parse_decimal(answer.get("price"))
         result.currency = str(answer.get("currency") or "")
-        if result.provider_message_id:
-            result.channel_ids[api] = result.provider_message_id
-        for leg in answer.get("alt_route") or []:
-            if isinstance(leg, dict) and leg.get("id"):
-                result.channel_ids[str(leg.get("channel") or "sms").lower()] = self.our_id(
-                    "sms", leg["id"]
-                )
         result.raw = text
         return result
 
@@ -586,7 +512,10 @@ class Backend(BaseBackend):
         word = str(answer.get("status") or "")
         reference = str(answer.get("reference") or key)
         currency = str(answer.get("currency") or "")
-        times = [parse_time(answer.get(name)) for name in ("time_dr", "time_sent", "time_in")]
+        times = [
+            parse_time(answer.get(name), TIME_FORMAT, UTC)
+            for name in ("time_dr", "time_sent", "time_in")
+        ]
         events = [
             StatusEvent(
                 status=STATUS_MAP.get(word, DeliveryStatus.UNKNOWN),
@@ -595,7 +524,7 @@ class Backend(BaseBackend):
                 idempotency_key=reference,
                 channel=api,
                 occurred_at=next((moment for moment in times if moment), None),
-                price=decimal_or_none(answer.get("price")),
+                price=parse_decimal(answer.get("price")),
                 currency=currency,
                 raw=raw,
             )
@@ -611,7 +540,7 @@ class Backend(BaseBackend):
                     provider_message_id=self.our_id("sms", leg.get("id")),
                     idempotency_key=reference,
                     channel=str(leg.get("channel") or "sms").lower(),
-                    price=decimal_or_none(leg.get("price")),
+                    price=parse_decimal(leg.get("price")),
                     currency=str(leg.get("currency") or currency),
                     raw=raw,
                 )

@@ -16,7 +16,8 @@ Account settings:
                                   VK carries approved templates only
                validity_period_viber  minutes; default: the step's ttl_minutes
                timezone           of the gateway's clock (default Europe/Moscow),
-                                  for time_send and time_change_state
+                                  for time_change_state (time_send is never sent: the
+                                  engine dispatches each message when it is due)
                currency           of the prices it reports (default RUB)
                identical_request_seconds  the gateway's "identical request" window (60)
   sender_names viber, sms
@@ -83,8 +84,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from xml.etree import ElementTree as ET  # building only; parsing goes through defusedxml
 from zoneinfo import ZoneInfo
@@ -94,12 +93,17 @@ import defusedxml.ElementTree as SafeET
 
 from providers.base import Backend as BaseBackend
 from providers.base import (
+    Chunk,
     ConfigurationError,
+    Item,
     OutgoingMessage,
     ProviderError,
     ProviderRef,
     SendResult,
     StatusEvent,
+    parse_decimal,
+    parse_time,
+    refusal,
 )
 from providers.status import DeliveryStatus
 
@@ -107,6 +111,7 @@ logger = logging.getLogger(__name__)
 
 CHANNELS = ("viber", "vk", "sms")
 FLAVOURS = ("json", "xml", "get")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the gateway's clock, in options["timezone"]
 STATE_CHUNK = 200  # ids per JSON/XML status request; the docs give no limit
 VIBER_MAX_TTL_MINUTES = 14 * 24 * 60  # Viber keeps a business message two weeks at most
 
@@ -265,15 +270,6 @@ def client_id_for(key: str) -> str:
     return str(10**17 + digest % (9 * 10**17))
 
 
-def _decimal(value: Any) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        return Decimal(str(value).strip().replace(",", "."))
-    except InvalidOperation:
-        return None
-
-
 def _int(value: Any) -> int:
     try:
         return int(str(value).strip())
@@ -297,10 +293,10 @@ _recent_polls_lock = threading.Lock()
 class _Group:
     """Recipients whose message fields are identical: one `message` on the wire."""
 
-    def __init__(self, fields: dict[str, Any]):
+    def __init__(self, fields: dict[str, Any], members=None):
         self.fields = fields
         # (index in the batch, message, its client_id_message)
-        self.members: list[tuple[int, OutgoingMessage, str]] = []
+        self.members: list[tuple[int, OutgoingMessage, str]] = members or []
 
 
 class Backend(BaseBackend):
@@ -313,27 +309,11 @@ class Backend(BaseBackend):
     polls_statuses = True
 
     # ---- settings ----
-    @property
-    def options(self) -> dict[str, Any]:
-        return getattr(self.account, "options", None) or {}
-
     def flavour(self) -> str:
-        flavour = str(self.options.get("flavour") or "json").lower()
-        if flavour not in FLAVOURS:
-            raise ConfigurationError(
-                f"Provider account {self.account.name!r}: options['flavour'] must be one of "
-                f"{', '.join(FLAVOURS)}, not {flavour!r}."
-            )
-        return flavour
+        return self.option_choice("flavour", FLAVOURS, "json")
 
     def gateway_tz(self) -> ZoneInfo:
-        name = str(self.options.get("timezone") or "Europe/Moscow")
-        try:
-            return ZoneInfo(name)
-        except (KeyError, ValueError) as error:
-            raise ConfigurationError(
-                f"Provider account {self.account.name!r}: unknown options['timezone'] {name!r}."
-            ) from error
+        return self.option_time_zone("timezone")
 
     @property
     def currency(self) -> str:
@@ -367,9 +347,6 @@ class Backend(BaseBackend):
         name_delivery = str(self.options.get("name_delivery") or "")
         if name_delivery:
             fields["name_delivery"] = name_delivery
-        if message.send_at is not None:
-            local = message.send_at.astimezone(self.gateway_tz())
-            fields["time_send"] = local.strftime("%Y-%m-%d %H:%M")
         if "viber" in cascade:
             fields["sender_viber"] = self.sender_for("viber")
             fields["text_viber"] = self.text_for(message, "viber")
@@ -402,41 +379,17 @@ class Backend(BaseBackend):
             fields["templateData"] = {str(key): str(value) for key, value in data.items()}
         return {key: value for key, value in fields.items() if value != ""}
 
-    def group(self, batch: list[OutgoingMessage]) -> tuple[list[_Group], dict[int, SendResult]]:
-        """Recipients grouped by identical content; recipients we cannot send get a result now."""
+    def group(self, items: list[Item]) -> list[_Group]:
+        """Recipients grouped by identical content: one `message` on the wire each."""
         groups: dict[str, _Group] = {}
-        refused: dict[int, SendResult] = {}
-        for index, message in enumerate(batch):
-            if message.channel not in CHANNELS:
-                refused[index] = self.refusal(
-                    message, "channel", f"The cascade gateway does not carry {message.channel!r}"
-                )
-                continue
-            if not message.phone:
-                refused[index] = self.refusal(message, "no_address", "No phone number")
-                continue
+        for index, message in items:
             fields = self.message_fields(message, self.cascade_for(message))
             signature = json.dumps(fields, sort_keys=True, ensure_ascii=False)
             group = groups.get(signature)
             if group is None:
                 group = groups[signature] = _Group(fields)
             group.members.append((index, message, client_id_for(message.idempotency_key)))
-        return list(groups.values()), refused
-
-    @staticmethod
-    def refusal(
-        message: OutgoingMessage, code: str, text: str, *, permanent: bool = True, raw: str = ""
-    ) -> SendResult:
-        return SendResult(
-            message.delivery_id,
-            message.idempotency_key,
-            accepted=False,
-            status=DeliveryStatus.REJECTED,
-            error_code=code,
-            error_message=text,
-            permanent=permanent,
-            raw=raw,
-        )
+        return list(groups.values())
 
     # ---- the three wire shapes ----
     def json_send_document(self, groups: list[_Group]) -> dict[str, Any]:
@@ -599,76 +552,59 @@ class Backend(BaseBackend):
             raise self.malformed(text, "XML (no <response>)")
         return root
 
-    # ---- send ----
-    def send(self, batch: list[OutgoingMessage]) -> list[SendResult]:
-        groups, results = self.group(batch)
-        flavour = self.flavour()
-        if flavour == "get":
-            jobs = [
-                ([member], lambda g=group, m=member: self.send_get(g, m))
+    # ---- the send pipeline (providers/base.py) ----
+    def chunk(self, items: list[Item]) -> list[Chunk]:
+        """JSON/XML: requests of at most batch_size() recipients, a large group split across
+        them. GET: one request per recipient (the module docstring says why)."""
+        groups = self.group(items)
+        if self.flavour() == "get":
+            return [
+                Chunk([member[:2]], [_Group(group.fields, [member])])
                 for group in groups
                 for member in group.members
             ]
-        else:
-            send_chunk = self.send_json if flavour == "json" else self.send_xml
-            jobs = [
-                (members, lambda chunk=chunk: send_chunk(chunk))
-                for chunk, members in self.chunks(groups)
-            ]
-        done = False
-        for position, (_members, job) in enumerate(jobs):
-            try:
-                results.update(job())
-            except ProviderError as error:
-                if not done:
-                    raise
-                # Part of the batch went through: report those, and let the rest be
-                # resubmitted (client_id_message makes that safe).
-                logger.warning("%s: batch stopped after a failure: %s", self.name, error)
-                for members, _job in jobs[position:]:
-                    for index, message, _client_id in members:
-                        results[index] = self.refusal(
-                            message,
-                            error.code or "request_failed",
-                            error.message,
-                            permanent=error.permanent,
-                        )
-                break
-            done = True
-        return [results[index] for index in range(len(batch))]
-
-    def chunks(self, groups: list[_Group]):
-        """Requests of at most max_batch recipients; a large group is split across them."""
-        chunk: list[_Group] = []
-        members: list[tuple[int, OutgoingMessage, str]] = []
+        size = self.batch_size()
+        chunks: list[Chunk] = []
+        parts: list[_Group] = []
+        count = 0
         for group in groups:
-            for start in range(0, len(group.members), self.max_batch):
-                part = _Group(group.fields)
-                part.members = group.members[start : start + self.max_batch]
-                if len(members) + len(part.members) > self.max_batch:
-                    yield chunk, members
-                    chunk, members = [], []
-                chunk.append(part)
-                members.extend(part.members)
-        if chunk:
-            yield chunk, members
+            for start in range(0, len(group.members), size):
+                part = _Group(group.fields, group.members[start : start + size])
+                if count + len(part.members) > size:
+                    chunks.append(self.chunk_of(parts))
+                    parts, count = [], 0
+                parts.append(part)
+                count += len(part.members)
+        if parts:
+            chunks.append(self.chunk_of(parts))
+        return chunks
 
-    def send_json(self, groups: list[_Group]) -> dict[int, SendResult]:
-        text = self.post_json("sendmessagejson.php", self.json_send_document(groups))
-        return self.parse_json_send_answer(text, groups)
+    @staticmethod
+    def chunk_of(groups: list[_Group]) -> Chunk:
+        items = [(index, message) for group in groups for index, message, _c in group.members]
+        return Chunk(items, groups)
 
-    def send_xml(self, groups: list[_Group]) -> dict[int, SendResult]:
-        text = self.post(
-            "xml/message.php", self.xml_send_document(groups), "text/xml; charset=utf-8"
-        )
-        return self.parse_xml_send_answer(text, groups)
+    def submit(self, chunk: Chunk) -> str:
+        groups = chunk.detail
+        flavour = self.flavour()
+        if flavour == "json":
+            return self.post_json("sendmessagejson.php", self.json_send_document(groups))
+        if flavour == "xml":
+            return self.post(
+                "xml/message.php", self.xml_send_document(groups), "text/xml; charset=utf-8"
+            )
+        [group] = groups
+        [(_index, message, client_id)] = group.members
+        return self.get(self.get_send_params(group.fields, message.phone, client_id))
 
-    def send_get(
-        self, group: _Group, member: tuple[int, OutgoingMessage, str]
-    ) -> dict[int, SendResult]:
-        index, message, client_id = member
-        text = self.get(self.get_send_params(group.fields, message.phone, client_id))
-        return {index: self.parse_get_send_answer(text, message)}
+    def parse_results(self, chunk: Chunk, answer: str) -> dict[int, SendResult]:
+        flavour = self.flavour()
+        if flavour == "json":
+            return self.parse_json_send_answer(answer, chunk.detail)
+        if flavour == "xml":
+            return self.parse_xml_send_answer(answer, chunk.detail)
+        [(index, message)] = chunk.items
+        return {index: self.parse_get_send_answer(answer, message)}
 
     # ---- reading send answers ----
     def parse_json_send_answer(self, text: str, groups: list[_Group]) -> dict[int, SendResult]:
@@ -756,13 +692,8 @@ class Backend(BaseBackend):
                 continue
             pending.remove(member)
             results[member[0]] = self.recipient_result(member[1], item, raw)
-        for index, message, _client_id in pending:
-            results[index] = self.refusal(
-                message,
-                "no_answer",
-                "The gateway's answer did not mention this recipient",
-                permanent=False,
-            )
+        # A recipient the answer does not mention is left to the base class: not answered,
+        # and safe to resend (client_id_message deduplicates).
         return results
 
     def recipient_result(self, message: OutgoingMessage, item: dict, raw: str) -> SendResult:
@@ -782,22 +713,17 @@ class Backend(BaseBackend):
                 error_code=code,
                 error_message=english,
                 parts=_int(item.get("count_message")),
-                channel_ids={
-                    channel: str(item[f"id_{channel}"]).strip()
-                    for channel in CHANNELS
-                    if str(item.get(f"id_{channel}") or "0").strip() not in ("", "0")
-                },
                 raw=raw,
             )
         if not error_text:
-            return self.refusal(
+            return refusal(
                 message,
                 "no_id",
                 "The gateway answered without a message id",
                 permanent=False,
                 raw=raw,
             )
-        return self.refusal(message, code, english, permanent=permanent, raw=raw)
+        return refusal(message, code, english, permanent=permanent, raw=raw)
 
     # ---- statuses ----
     def fetch_statuses(self, refs: list[ProviderRef]) -> list[StatusEvent]:
@@ -917,13 +843,6 @@ class Backend(BaseBackend):
             raise self.request_error(answer)
         return self.state_events({"id_message": message_id, "state": answer}, by_id, answer)
 
-    def parse_time(self, value: Any) -> datetime | None:
-        try:
-            naive = datetime.strptime(str(value or "").strip(), "%Y-%m-%d %H:%M:%S")
-        except ValueError:
-            return None
-        return naive.replace(tzinfo=self.gateway_tz())
-
     def state_events(
         self, item: dict, by_id: dict[str, ProviderRef], raw: str
     ) -> list[StatusEvent]:
@@ -932,7 +851,7 @@ class Backend(BaseBackend):
         ref = by_id.get(message_id)
         if ref is None:
             return []
-        occurred_at = self.parse_time(item.get("time_change_state"))
+        occurred_at = parse_time(item.get("time_change_state"), TIME_FORMAT, self.gateway_tz())
         events = []
         for channel in CHANNELS:
             word = str(item.get(f"state_{channel}") or "").strip()
@@ -946,7 +865,7 @@ class Backend(BaseBackend):
                     idempotency_key=ref.idempotency_key,
                     channel=channel,
                     occurred_at=occurred_at,
-                    price=_decimal(item.get(f"price_{channel}")),
+                    price=parse_decimal(item.get(f"price_{channel}")),
                     currency=self.currency,
                     parts=(_int(item.get("num_parts_sms")) or None) if channel == "sms" else None,
                     error_message=STATUS_NOTES.get(word, "")

@@ -6,7 +6,6 @@ Account settings:
   sender_names[channel]    the `sender` per channel ("default" as a fallback)
   options["method"]        "POST" (default, form-encoded) or "GET" (query string) for
                            single sends; lists are always POSTed (a list does not fit a URL)
-  options["time_zone"]     zone in which `sent_date` is written (default Europe/Moscow)
   options["bulk_sender"]   number of a "scenario mailing" set up in the 1-pulse account;
                            when set, a message with fallback_channels goes out as
                            type=bulk with sender=<that number> and 1-pulse runs the cascade
@@ -18,7 +17,7 @@ One message goes to `bulk/send-message` as the seed's parameters. Several go to
 `bulk/send-list-messages`: `token`, `type`, `sender`, `charset` (plus `kannel_status`
 and `find_token`) at the top level, and `messages`, a JSON array with one object per
 message holding that message's own parameters under the seed's names: sent_to,
-sent_text, html_text, sent_date, ttl, button, action, image, callback, and `type` /
+sent_text, html_text, ttl, button, action, image, callback, and `type` /
 `sender` only when they differ from the top-level ones. Empty parameters are left
 out, as in single sends. The seed does not give the item schema or the answer to a
 list; we read the answer as `{"type": "success", "messages": [...]}` with one
@@ -42,18 +41,18 @@ fills in the placeholders; `kannel=1` marks URLs that will carry Kannel codes.
 
 Not carried, because the seed has no field for them: OutgoingMessage.title (email
 subject) and sms_text (in a bulk cascade the scenario mailing holds the per-channel
-settings). Buttons and images go only with Viber and bulk messages.
+settings). Buttons and images go only with Viber and bulk messages. `sent_date` is
+never sent: the engine dispatches each message when it is due.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from providers.base import Backend as BaseBackend
 from providers.base import (
+    Chunk,
     ConfigurationError,
     OutgoingMessage,
     ProviderError,
@@ -65,8 +64,6 @@ from providers.status import DeliveryStatus
 
 SEND_PATH = "/bulk/send-message"
 SEND_LIST_PATH = "/bulk/send-list-messages"
-SENT_DATE_FORMAT = "%Y-%m-%d %H:%M"  # the seed's "year-month-day hours:minutes"
-DEFAULT_TIME_ZONE = "Europe/Moscow"
 
 # Our channel -> 1-pulse `type`. The names happen to coincide; the dict makes it explicit.
 CHANNEL_TYPES = {
@@ -176,20 +173,6 @@ class Backend(BaseBackend):
             self.supports_native_cascade = True
 
     # ---- account settings ----
-    @property
-    def options(self) -> dict:
-        return getattr(self.account, "options", None) or {}
-
-    def time_zone(self) -> ZoneInfo:
-        name = self.options.get("time_zone") or DEFAULT_TIME_ZONE
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ConfigurationError(
-                f"Provider account {self.account.name!r}: options['time_zone'] = {name!r} "
-                "is not a known time zone."
-            ) from error
-
     def bulk_sender(self) -> str:
         sender = str(self.options.get("bulk_sender") or "").strip()
         if sender and not sender.isdigit():
@@ -198,14 +181,6 @@ class Backend(BaseBackend):
                 f"number of a 1-pulse scenario mailing, not {sender!r}."
             )
         return sender
-
-    def method(self) -> str:
-        method = str(self.options.get("method") or "POST").upper()
-        if method not in ("GET", "POST"):
-            raise ConfigurationError(
-                f"Provider account {self.account.name!r}: options['method'] must be GET or POST."
-            )
-        return method
 
     # ---- building requests ----
     def message_type(self, message: OutgoingMessage) -> str:
@@ -233,17 +208,10 @@ class Backend(BaseBackend):
         if message.channel == "push":
             if message.push_tokens:
                 return ",".join(message.push_tokens)
-            if is_truthy(self.options.get("find_token", False)):
+            if self.option_flag("find_token"):
                 return phone or message.email
             return ""
         return phone
-
-    def sent_date(self, send_at: datetime | None) -> str:
-        if send_at is None:
-            return ""
-        if send_at.tzinfo is None:  # Django keeps UTC; a naive value is taken as UTC
-            send_at = send_at.replace(tzinfo=UTC)
-        return send_at.astimezone(self.time_zone()).strftime(SENT_DATE_FORMAT)
 
     def callback(self, message: OutgoingMessage) -> str:
         """Our webhook URL as a 1-pulse template; requests URL-encodes it, braces and all."""
@@ -253,7 +221,7 @@ class Backend(BaseBackend):
         url = f"{message.callback_url}{joiner}id={{id}}&status={{status}}"
         if message.idempotency_key:
             url += f"&key={message.idempotency_key}"
-        if is_truthy(self.options.get("kannel_status", False)):
+        if self.option_flag("kannel_status"):
             url += "&kannel=1"
         return url
 
@@ -263,7 +231,6 @@ class Backend(BaseBackend):
             "sent_to": self.recipient(message, kind),
             "sent_text": message.text,
             "html_text": message.html if message.channel in ("email", "push") else "",
-            "sent_date": self.sent_date(message.send_at),
             "ttl": int(message.ttl_minutes) if message.ttl_minutes else "",
             "callback": self.callback(message),
         }
@@ -275,16 +242,12 @@ class Backend(BaseBackend):
 
     def common_fields(self) -> dict:
         fields = {"token": self.credential("token"), "charset": "UTF-8"}
-        if is_truthy(self.options.get("kannel_status", False)):
+        if self.option_flag("kannel_status"):
             fields["kannel_status"] = 1
         return fields
 
     def find_token(self, message: OutgoingMessage, kind: str) -> bool:
-        return (
-            kind == "push"
-            and not message.push_tokens
-            and is_truthy(self.options.get("find_token", False))
-        )
+        return kind == "push" and not message.push_tokens and self.option_flag("find_token")
 
     def send_params(self, message: OutgoingMessage) -> dict:
         """All parameters of one `bulk/send-message` request."""
@@ -321,46 +284,25 @@ class Backend(BaseBackend):
         params["messages"] = json.dumps(items, ensure_ascii=False, separators=(",", ":"))
         return params
 
-    # ---- sending ----
-    def send(self, batch: list[OutgoingMessage]) -> list[SendResult]:
-        results: dict[int, SendResult] = {}
-        ready = []
-        for index, message in enumerate(batch):
-            if self.recipient(message, self.message_type(message)):
-                ready.append((index, message))
+    # ---- the send pipeline (providers/base.py) ----
+    def address(self, message: OutgoingMessage) -> str:
+        return self.recipient(message, self.message_type(message))
+
+    def submit(self, chunk: Chunk) -> tuple[list[dict], str]:
+        """One message to `send-message`, several to `send-list-messages`; the answer's
+        entries (one per message) and its text."""
+        messages = [message for _index, message in chunk.items]
+        if len(messages) == 1:
+            url = self.base_url() + SEND_PATH
+            params = self.send_params(messages[0])
+            if self.option_choice("method", ("POST", "GET"), "POST") == "GET":
+                response = self.request("GET", url, params=params)
             else:
-                results[index] = SendResult(
-                    message.delivery_id,
-                    message.idempotency_key,
-                    accepted=False,
-                    status=DeliveryStatus.FAILED,
-                    error_code="no_address",
-                    error_message=f"No address for {message.channel}",
-                    permanent=True,
-                )
-        if len(ready) == 1:
-            index, message = ready[0]
-            results[index] = self.send_one(message)
-        elif ready:
-            for (index, _message), result in zip(
-                ready, self.send_list([m for _i, m in ready]), strict=True
-            ):
-                results[index] = result
-        return [results[index] for index in range(len(batch))]
-
-    def send_one(self, message: OutgoingMessage) -> SendResult:
-        params = self.send_params(message)
-        url = self.base_url() + SEND_PATH
-        if self.method() == "GET":
-            response = self.request("GET", url, params=params)
-        else:
-            response = self.request("POST", url, data=params)
-        answer = self.read_answer(response)
-        if answer.get("type") == "error":
-            self.raise_for_request_error(answer, response.text)
-        return self.result(message, answer, response.text)
-
-    def send_list(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+                response = self.request("POST", url, data=params)
+            answer = self.read_answer(response)
+            if answer.get("type") == "error":
+                self.raise_for_request_error(answer, response.text)
+            return [answer], response.text
         response = self.request(
             "POST", self.base_url() + SEND_LIST_PATH, data=self.list_params(messages)
         )
@@ -379,10 +321,14 @@ class Backend(BaseBackend):
                 response_text=response.text[:2000],
                 status_code=response.status_code,
             )
-        return [
-            self.result(message, item if isinstance(item, dict) else {}, json.dumps(item))
-            for message, item in zip(messages, items, strict=True)
-        ]
+        return [item if isinstance(item, dict) else {} for item in items], ""
+
+    def parse_results(self, chunk: Chunk, answer: tuple[list[dict], str]) -> dict[int, SendResult]:
+        entries, text = answer
+        return {
+            index: self.result(message, entry, text or json.dumps(entry))
+            for (index, message), entry in zip(chunk.items, entries, strict=True)
+        }
 
     def read_answer(self, response) -> dict:
         """The JSON object of an answer, or the right ProviderError."""

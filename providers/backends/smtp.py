@@ -1,9 +1,9 @@
 """Email over SMTP, through Django's email machinery.
 
 Account credentials: host, port, username, password, use_tls (STARTTLS),
-use_ssl, from_email (or sender_names["email"]). One SMTP session per batch;
-each message is handed over with its own MAIL/RCPT/DATA so one refused
-recipient does not sink the others.
+use_ssl, from_email (or sender_names["email"]). One SMTP session per batch
+(session_scope); each message is a chunk of its own, handed over with its own
+MAIL/RCPT/DATA so one refused recipient does not sink the others.
 
 SMTP has no delivery reports we can read back, so acceptance by the relay is
 the final status we can know: it is reported as `delivered`. A bounce that
@@ -22,11 +22,13 @@ from django.core.mail import EmailMultiAlternatives
 
 from providers.base import Backend as BaseBackend
 from providers.base import (
+    Chunk,
     ConfigurationError,
+    Item,
     OutgoingMessage,
     ProviderError,
     SendResult,
-    failed_results,
+    refusal,
 )
 from providers.status import DeliveryStatus
 
@@ -112,63 +114,45 @@ class Backend(BaseBackend):
     def messages_within(self, requests: int) -> int:
         return requests  # each email is its own round trip, each may wait the full timeout
 
-    def send(self, batch: list[OutgoingMessage]) -> list[SendResult]:
-        settings = self.settings()
-        connection = self.open(settings)
-        results = []
+    # ---- the send pipeline (providers/base.py) ----
+    @contextlib.contextmanager
+    def session_scope(self):
+        """One SMTP session for the whole batch."""
+        self.settings_now = self.settings()
+        self.connection = self.open(self.settings_now)
         try:
-            for position, message in enumerate(batch):
-                try:
-                    results.append(self.send_one(connection, message, settings["from_email"]))
-                except ProviderError as error:
-                    # The session is gone. What the server accepted stays accepted; the
-                    # email on the wire may have been queued before the line dropped; the
-                    # rest never left and can go again.
-                    results += failed_results([message], error, may_have_reached=True)
-                    results += failed_results(batch[position + 1 :], error, may_have_reached=False)
-                    break
+            yield
         finally:
             with contextlib.suppress(OSError, smtplib.SMTPException):
-                connection.quit()
-        return results
+                self.connection.quit()
 
-    def send_one(
-        self, connection: smtplib.SMTP, message: OutgoingMessage, from_email: str
-    ) -> SendResult:
-        if not message.email:
-            return SendResult(
-                message.delivery_id,
-                message.idempotency_key,
-                accepted=False,
-                status=DeliveryStatus.FAILED,
-                error_code="no_address",
-                error_message="No email address",
-                permanent=True,
-            )
+    def chunk(self, items: list[Item]) -> list[Chunk]:
+        # Each email its own MAIL/RCPT/DATA, so one refused recipient sinks no other. A lost
+        # session fails its email (which may have been queued before the line dropped)
+        # and leaves the later ones unsent, which the base class does.
+        return [Chunk([item]) for item in items]
+
+    def submit(self, chunk: Chunk) -> SendResult:
+        [(_index, message)] = chunk.items
+        from_email = self.settings_now["from_email"]
         message_id, email = self.build(message, from_email)
         try:
-            connection.sendmail(
+            self.connection.sendmail(
                 from_email, [message.email], email.message().as_bytes(linesep="\r\n")
             )
         except smtplib.SMTPRecipientsRefused as error:
             code, text = next(iter(error.recipients.values()))
-            return SendResult(
-                message.delivery_id,
-                message.idempotency_key,
-                accepted=False,
-                status=DeliveryStatus.REJECTED,
-                error_code=str(code),
-                error_message=f"Recipient refused: {text.decode(errors='replace')}",
+            return refusal(
+                message,
+                str(code),
+                f"Recipient refused: {text.decode(errors='replace')}",
                 permanent=code not in TEMPORARY_REPLY,
             )
         except smtplib.SMTPResponseException as error:
-            return SendResult(
-                message.delivery_id,
-                message.idempotency_key,
-                accepted=False,
-                status=DeliveryStatus.FAILED,
-                error_code=str(error.smtp_code),
-                error_message=f"Server refused the message: {error.smtp_error!r}",
+            return refusal(
+                message,
+                str(error.smtp_code),
+                f"Server refused the message: {error.smtp_error!r}",
                 permanent=error.smtp_code not in TEMPORARY_REPLY,
             )
         except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as error:
@@ -181,6 +165,9 @@ class Backend(BaseBackend):
             status=DeliveryStatus.DELIVERED,
             parts=1,
         )
+
+    def parse_results(self, chunk: Chunk, answer: SendResult) -> dict[int, SendResult]:
+        return {chunk.items[0][0]: answer}
 
     def fetch_statuses(self, refs):
         return []

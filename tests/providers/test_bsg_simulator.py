@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -133,7 +134,7 @@ def test_fifty_recipients_go_in_one_request_and_all_are_accepted(sim):
     results = Backend(account_for(sim)).send([message(i) for i in range(50)])
     assert all(result.accepted for result in results)
     assert len({result.provider_message_id for result in results}) == 50
-    assert {result.price for result in results} == {bsg_module.Decimal("0.023")}
+    assert {result.price for result in results} == {Decimal("0.023")}
     stats = sim.stats()
     assert (stats["requests"], stats["accepted"], stats["keys"]) == (1, 50, 50)
 
@@ -361,13 +362,14 @@ def test_the_simulator_keeps_up_with_thousands_of_recipients_a_second(sim):
 
 def test_a_failed_request_keeps_the_results_of_the_requests_before_it(sim, monkeypatch):
     backend = Backend(account_for(sim))
-    send_sms = backend.send_sms
+    submit = backend.submit
 
-    def sms_answer_lost(*args, **kwargs):
-        sim.config.error_after_store_rate = 1.0  # BSG stores the SMS, its answer is a 500
-        return send_sms(*args, **kwargs)
+    def sms_answer_lost(chunk):
+        if chunk.detail[0] == "sms":
+            sim.config.error_after_store_rate = 1.0  # BSG stores the SMS, its answer is a 500
+        return submit(chunk)
 
-    monkeypatch.setattr(backend, "send_sms", sms_answer_lost)
+    monkeypatch.setattr(backend, "submit", sms_answer_lost)
     viber, sms, later = backend.send(
         [
             message(1),
@@ -381,8 +383,18 @@ def test_a_failed_request_keeps_the_results_of_the_requests_before_it(sim, monke
     assert sim.stats()["requests"] == 2  # the third request was never made
 
 
-def test_a_failure_of_the_first_request_fails_the_batch_as_a_whole(sim):
+def test_a_failure_of_a_single_request_fails_the_batch_as_a_whole(sim):
     sim.config.error_rate, sim.config.error_status = 1.0, 503
     with pytest.raises(ProviderError) as caught:
-        Backend(account_for(sim)).send([message(1), message(2, channel="sms")])
+        Backend(account_for(sim)).send([message(1), message(2)])
     assert (caught.value.permanent, caught.value.may_have_reached) == (False, False)
+
+
+def test_a_failure_of_the_first_of_two_requests_leaves_the_second_unsent(sim):
+    sim.config.error_rate, sim.config.error_status = 1.0, 503
+    results = Backend(account_for(sim)).send([message(1), message(2, channel="sms")])
+    assert [(r.accepted, r.permanent, r.may_have_reached) for r in results] == [
+        (False, False, False),  # turned away (503)
+        (False, False, False),  # never sent
+    ]
+    assert sim.stats()["requests"] == 1

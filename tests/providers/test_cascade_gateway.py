@@ -10,7 +10,7 @@ import itertools
 import json
 import re
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -47,7 +47,14 @@ def account(flavour="json", **options):
         channels=["viber", "vk", "sms"],
         options={"flavour": flavour, **options},
         timeout_seconds=5,
+        max_batch=200,
     )
+
+
+def group(backend, batch):
+    """The batch as the pipeline groups it: (content groups, refusals by position)."""
+    items, refused = backend.prepare(batch)
+    return backend.group(items), refused
 
 
 def seed_account(flavour="json", **options):
@@ -75,7 +82,6 @@ def seed_message(key, phone, **fields):
         "button_url": "https://sunrise.example/sale",
         "image_url": "https://sunrise.example/sale.png",
         "ttl_minutes": 60,
-        "send_at": datetime(2030, 11, 23, 13, 0, tzinfo=MOSCOW),
     }
     values.update(fields)
     return OutgoingMessage(**values)
@@ -125,22 +131,24 @@ def stub(backend, *answers):
 
 def test_the_json_send_document_is_the_seeds_first_sample_message():
     backend = Backend(seed_account())
-    groups, refused = backend.group(
-        [seed_message("111", "79801234567"), seed_message("112", "79800000001")]
+    groups, refused = group(
+        backend, [seed_message("111", "79801234567"), seed_message("112", "79800000001")]
     )
     document = backend.json_send_document(groups)
     sample = json.loads(fixture("json_send_request.json"))
     assert refused == {}
     assert (document["login"], document["password"]) == ("demo", "demo-pass")
-    assert document["message"] == [sample["message"][0]]
-    assert list(document["message"][0]) == list(sample["message"][0])  # the seed's field order
+    # The seed's sample less time_send: the engine dispatches each message when it is due.
+    expected = {key: value for key, value in sample["message"][0].items() if key != "time_send"}
+    assert document["message"] == [expected]
+    assert list(document["message"][0]) == list(expected)  # the seed's field order
 
 
 def test_a_viber_only_message_is_the_seeds_second_sample_with_explicit_zeros():
     backend = Backend(account(name_delivery="Весенняя распродажа 2"))
     message = plain_message(113, idempotency_key="113", phone="79800000002")
     message.text = "Ваш бонус: 150 баллов"
-    groups, _ = backend.group([message])
+    groups, _ = group(backend, [message])
     built = backend.json_send_document(groups)["message"][0]
     sample = json.loads(fixture("json_send_request.json"))["message"][1]
     assert {key: built[key] for key in sample} == sample
@@ -156,19 +164,20 @@ def test_a_viber_only_message_is_the_seeds_second_sample_with_explicit_zeros():
 
 def test_the_xml_send_document_is_the_seeds_first_sample_message():
     backend = Backend(seed_account("xml"))
-    groups, _ = backend.group(
-        [seed_message("111", "79801234567"), seed_message("112", "79800000001")]
+    groups, _ = group(
+        backend, [seed_message("111", "79801234567"), seed_message("112", "79800000001")]
     )
     document = backend.xml_send_document(groups)
     sample = one_line(fixture("xml_send_request.xml"))
     first_message = sample[: sample.index("</message>") + len("</message>")] + "</request>"
+    first_message = re.sub("<time_send>[^<]*</time_send>", "", first_message)  # never sent
     assert "\n" not in document
     assert document == first_message
 
 
 def test_line_breaks_in_xml_data_are_written_as_backslash_n():
     backend = Backend(account("xml"))
-    groups, _ = backend.group([plain_message(1, text="Line one\nLine two\r\nthree")])
+    groups, _ = group(backend, [plain_message(1, text="Line one\nLine two\r\nthree")])
     document = backend.xml_send_document(groups)
     assert "\n" not in document and "\r" not in document
     assert "<text_viber>Line one\\nLine two\\nthree</text_viber>" in document
@@ -176,8 +185,8 @@ def test_line_breaks_in_xml_data_are_written_as_backslash_n():
 
 def test_the_get_query_is_the_seeds_sample_plus_our_client_id():
     backend = Backend(seed_account("get", finale_viber_read=False, name_delivery=""))
-    message = seed_message("111", "79161234567", send_at=None)
-    groups, _ = backend.group([message])
+    message = seed_message("111", "79161234567")
+    groups, _ = group(backend, [message])
     params = backend.get_send_params(groups[0].fields, message.phone, "111")
     sample = parse_qsl(urlsplit(fixture("get_send_request.txt").strip()).query)
     assert params == [*sample, ("client_id_message", "111")]
@@ -248,7 +257,7 @@ def test_the_cascade_order_is_the_steps_channel_then_its_fallbacks():
     backend = Backend(account(vk_template_id=5))
     sms_first = plain_message(1, channel="sms", fallback_channels=["viber"])
     with_foreign = plain_message(2, fallback_channels=["email", "vk", "sms", "vk"])
-    fields = [backend.group([m])[0][0].fields for m in (sms_first, with_foreign)]
+    fields = [group(backend, [m])[0][0].fields for m in (sms_first, with_foreign)]
     assert [(f["send_viber"], f["send_vk"], f["send_sms"]) for f in fields] == [
         ("2", "0", "1"),
         ("1", "2", "3"),
@@ -256,16 +265,15 @@ def test_the_cascade_order_is_the_steps_channel_then_its_fallbacks():
     assert fields[0]["text_sms"] == "Weekend sale"
 
 
-def test_send_at_is_written_in_the_gateways_clock():
-    backend = Backend(account())
-    message = plain_message(1, send_at=datetime(2030, 1, 5, 10, 0, tzinfo=UTC))
-    assert backend.group([message])[0][0].fields["time_send"] == "2030-01-05 13:00"
+def test_no_send_time_is_sent_the_engine_dispatches_on_time():
+    fields = group(Backend(account()), [plain_message(1)])[0][0].fields
+    assert "time_send" not in fields
 
 
 def test_the_viber_validity_follows_the_ttl_within_vibers_limit():
     backend = Backend(account())
     short, long = plain_message(1, ttl_minutes=90), plain_message(2, ttl_minutes=10**6)
-    validity = [backend.group([m])[0][0].fields["validity_period_viber"] for m in (short, long)]
+    validity = [group(backend, [m])[0][0].fields["validity_period_viber"] for m in (short, long)]
     assert validity == ["90", "20160"]
 
 
@@ -348,7 +356,7 @@ def seed_groups(backend):
         plain_message(113, idempotency_key="113", phone="79800000002"),
         plain_message(114, idempotency_key="114", phone="79800000003", text="Спасибо"),
     ]
-    groups, _ = backend.group(batch)
+    groups, _ = group(backend, batch)
     assert [len(group.members) for group in groups] == [2, 1, 1]
     return groups
 
@@ -356,7 +364,8 @@ def seed_groups(backend):
 def assert_seed_send_results(results):
     first, stop_listed, second, refused = (results[i] for i in range(4))
     assert (first.accepted, first.provider_message_id, first.status) == (True, "1179038981", "sent")
-    assert first.channel_ids == {"viber": "1179038982", "vk": "1179038983", "sms": "1179038984"}
+    # Per-channel ids stay in the raw answer the submit event keeps; statuses use the overall id.
+    assert all(id_ in first.raw for id_ in ("1179038982", "1179038983", "1179038984"))
     assert (stop_listed.accepted, stop_listed.error_code, stop_listed.permanent) == (
         False,
         "stop_list",
@@ -365,7 +374,7 @@ def assert_seed_send_results(results):
     assert stop_listed.error_message == "The phone number is stop-listed"
     assert "стоп-листе" in stop_listed.raw
     assert (second.accepted, second.provider_message_id) == (True, "1179038985")
-    assert second.channel_ids == {"viber": "1179038986"}
+    assert "1179038986" in second.raw
     assert (refused.accepted, refused.error_code, refused.permanent) == (False, "no_sender", True)
 
 
@@ -462,7 +471,7 @@ def test_a_4xx_answer_is_permanent():
 def test_an_already_sent_answer_counts_as_sent():
     backend = Backend(account())
     message = plain_message(1, idempotency_key="101")
-    groups, _ = backend.group([message])
+    groups, _ = group(backend, [message])
     text = json.dumps(
         {
             "message": [
@@ -488,7 +497,7 @@ def test_an_already_sent_answer_counts_as_sent():
 def test_answers_are_matched_by_client_id_even_out_of_order():
     backend = Backend(account())
     batch = [plain_message(1, idempotency_key="101"), plain_message(2, idempotency_key="102")]
-    groups, _ = backend.group(batch)
+    groups, _ = group(backend, batch)
     text = json.dumps(
         {
             "message": [
@@ -505,11 +514,11 @@ def test_answers_are_matched_by_client_id_even_out_of_order():
 
 def test_a_recipient_the_answer_leaves_out_may_be_resubmitted():
     backend = Backend(account())
-    groups, _ = backend.group([plain_message(1), plain_message(2)])
     text = json.dumps(
         {"message": [[{"id_message": "5", "client_id_message": client_id_for("key1")}]]}
     )
-    results = backend.parse_json_send_answer(text, groups)
+    stub(backend, text)
+    results = backend.send([plain_message(1), plain_message(2)])
     assert results[0].accepted
     assert (results[1].accepted, results[1].error_code, results[1].permanent) == (
         False,
@@ -530,11 +539,19 @@ def test_a_failure_midway_reports_the_sent_part_and_lets_the_rest_be_retried():
     assert results[0].provider_message_id == "501"
 
 
-def test_a_failure_of_the_first_request_raises():
-    backend = Backend(account("get"))
+def test_a_failure_of_the_only_request_raises():
+    backend = Backend(account())
     stub(backend, ProviderError("gateway: timed out", permanent=False))
     with pytest.raises(ProviderError):
         backend.send([plain_message(1), plain_message(2)])
+
+
+def test_a_failure_of_the_first_get_request_leaves_the_next_unsent():
+    backend = Backend(account("get"))
+    calls = stub(backend, ProviderError("gateway: timed out", permanent=False))
+    results = backend.send([plain_message(1), plain_message(2)])
+    assert len(calls) == 1
+    assert [(r.accepted, r.may_have_reached) for r in results] == [(False, True), (False, False)]
 
 
 # ---- statuses ----

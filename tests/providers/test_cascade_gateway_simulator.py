@@ -113,7 +113,7 @@ def test_it_sends_and_polls_to_delivered_over_each_flavour(sim, flavour):
             # The cascade stopped on Viber: no SMS report at all.
             assert set(by_channel) == {"viber", ""}
             assert by_channel["viber"].price == Decimal("0.85")
-            assert result.channel_ids.keys() == {"viber", "sms"}
+            assert "id_viber" in result.raw and "id_sms" in result.raw
     assert sim.stats()["accepted"] == 3
 
 
@@ -160,7 +160,7 @@ def test_a_read_viber_message_ends_the_cascade_even_with_finale_viber_read(sim):
 def test_vk_runs_from_the_accounts_template(sim):
     backend = Backend(account_for(sim, vk_template_id=100, vk_template_data={"Name": "Анна"}))
     results = backend.send([message(1, fallback_channels=["vk", "sms"])])
-    assert results[0].channel_ids.keys() == {"viber", "vk", "sms"}
+    assert all(f"id_{channel}" in results[0].raw for channel in ("viber", "vk", "sms"))
     stored = sim.messages[results[0].provider_message_id]
     assert stored.channels == ["viber", "vk", "sms"]
     assert stored.request["templateData"] == {"Name": "Анна"}

@@ -5,7 +5,6 @@ session, so what is checked is what requests really puts on the wire.
 """
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
@@ -163,28 +162,10 @@ def test_kannel_statuses_are_asked_for_and_marked_in_the_callback():
     assert gateway.form["callback"].endswith("&key=k1&kannel=1")
 
 
-@pytest.mark.parametrize(
-    ("options", "send_at", "expected"),
-    [
-        ({}, datetime(2024, 6, 1, 9, 0, tzinfo=UTC), "2024-06-01 12:00"),
-        (
-            {"time_zone": "Asia/Yekaterinburg"},
-            datetime(2024, 6, 1, 9, 0, tzinfo=UTC),
-            "2024-06-01 14:00",
-        ),
-        ({}, datetime(2024, 12, 31, 22, 30, 59), "2025-01-01 01:30"),  # naive = UTC
-    ],
-)
-def test_sent_date_is_written_in_the_account_time_zone_to_the_minute(options, send_at, expected):
-    backend, gateway = backend_with(SUCCESS, **options)
-    backend.send([message(send_at=send_at)])
-    assert gateway.form["sent_date"] == expected
-
-
-def test_an_unknown_time_zone_is_a_configuration_error():
-    backend, _gateway = backend_with(SUCCESS, time_zone="Mars/Olympus")
-    with pytest.raises(ConfigurationError, match="time_zone"):
-        backend.send([message(send_at=datetime(2024, 6, 1, tzinfo=UTC))])
+def test_no_send_date_is_sent_the_engine_dispatches_on_time():
+    backend, gateway = backend_with(SUCCESS)
+    backend.send([message()])
+    assert "sent_date" not in gateway.form
 
 
 def test_viber_carries_button_action_and_image_and_sms_does_not():
@@ -284,11 +265,10 @@ def test_a_missing_token_is_a_configuration_error():
 def test_several_messages_go_as_one_json_list():
     answer = fixture("answer-list.json")
     backend, gateway = backend_with((200, answer))
-    sent_at = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
     backend.send(
         [
             message(1),
-            message(2, send_at=sent_at, callback_url=""),
+            message(2, callback_url=""),
             message(3, channel="email", text="Plain", html="<p>H</p>"),
         ]
     )
@@ -307,7 +287,6 @@ def test_several_messages_go_as_one_json_list():
         {
             "sent_to": "79161234562",
             "sent_text": "Ваш код: 4821",
-            "sent_date": "2024-06-01 12:00",
             "ttl": 1440,
         },
         {
