@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Count, Sum
 
-from campaigns.models import CampaignCounter, Delivery
+from campaigns.models import CampaignCost, CampaignCounter, Delivery
 
 StatusKey = tuple[int, str, str]  # campaign id, channel, status
 
@@ -40,13 +40,16 @@ def _upsert_add(table: str, key_columns: tuple[str, str, str], value_column: str
 
 def bump(deltas: Counter[StatusKey]) -> None:
     _upsert_add(
-        "campaigns_campaigncounter", ("campaign_id", "channel", "status"), "count", deltas.items()
+        CampaignCounter._meta.db_table,
+        ("campaign_id", "channel", "status"),
+        "count",
+        deltas.items(),
     )
 
 
 def add_costs(costs: dict[tuple[int, str, str], Decimal]) -> None:
     _upsert_add(
-        "campaigns_campaigncost", ("campaign_id", "channel", "currency"), "amount", costs.items()
+        CampaignCost._meta.db_table, ("campaign_id", "channel", "currency"), "amount", costs.items()
     )
 
 

@@ -16,7 +16,7 @@ The SQL assumes the aliases of the fan-out query: `m` for campaigns_message and
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db.models import Q
 
@@ -30,13 +30,26 @@ NO_CONSENT = "no_consent"
 NO_ADDRESS = "no_address"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Recipient:
-    """What the rules look at: the client row's values (or None) and the message's addresses."""
+    """Who a message is for, the one type the engine and the partner door share.
 
-    client: object | None  # anything with the consent flags and push_tokens as attributes
-    phone: str
-    email: str
+    The eligibility rules look at the client row's values (or None) and the message's
+    addresses; the partner door adds the key it deduplicates a request by and a purpose
+    that overrides the channel's; dispatch adds what rendering needs.
+    """
+
+    key: str = ""  # partner door: "client:<id>", "phone:<digits>", "lead:<id>", …
+    client: object | None = None  # anything with the consent flags and push_tokens
+    phone: str = ""
+    email: str = ""
+    purpose: str | None = None
+    # The message as stored, for rendering at send time (campaigns.outgoing).
+    title: str = ""
+    text: str = ""
+    variables: dict = field(default_factory=dict)
+    template: object | None = None  # a one-off message's own template
+    attachments: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)

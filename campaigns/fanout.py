@@ -25,6 +25,7 @@ from campaigns.audience import segment_queryset
 from campaigns.eligibility import eligible_sql
 from campaigns.models import AudienceListEntry, Campaign, Delivery, Message
 from campaigns.routing import routes_for
+from clients.models import Client
 from providers.status import DeliveryStatus
 
 KEY_STEP_FACTOR = 100  # idempotency key = message id * 100 + step: digits only, unique
@@ -151,7 +152,7 @@ def insert_first_deliveries(campaign: Campaign, now) -> None:
     account_params = [routes[c].primary if c in routes else None for c in channels]
     expires_at = now + timedelta(minutes=campaign.ttl_minutes)
     sql = f"""
-        INSERT INTO campaigns_delivery (
+        INSERT INTO {Delivery._meta.db_table} (
             operator_id, message_id, campaign_id, step, channel, account_id, status,
             idempotency_key, provider_message_id, parts, currency, error_code, error_message,
             native_channels, attempts, next_attempt_at, expires_at, created_at, updated_at, final_at
@@ -163,9 +164,9 @@ def insert_first_deliveries(campaign: Campaign, now) -> None:
             CASE WHEN {any_eligible} THEN '' ELSE {eligible[0][2]} END,
             %s, 0, %s, %s, %s, %s,
             CASE WHEN {any_eligible} THEN NULL ELSE %s END
-        FROM campaigns_message m LEFT JOIN clients_client c ON c.id = m.client_id
+        FROM {Message._meta.db_table} m LEFT JOIN {Client._meta.db_table} c ON c.id = m.client_id
         WHERE m.campaign_id = %s
-          AND NOT EXISTS (SELECT 1 FROM campaigns_delivery d WHERE d.message_id = m.id)
+          AND NOT EXISTS (SELECT 1 FROM {Delivery._meta.db_table} d WHERE d.message_id = m.id)
     """  # noqa: S608 - only our own column and flag names are interpolated
     params = [
         *channel_params,

@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns import queue, services
-from campaigns.eligibility import skip_reason
+from campaigns.eligibility import Recipient, skip_reason
 from campaigns.fanout import delivery_key
 from campaigns.models import (
     AudienceListEntry,
@@ -243,15 +243,6 @@ def _email(value) -> str:
         shown = email if len(email) <= 60 else email[:57] + "..."
         raise PartnerRequestError(f"Email {shown!r} is not valid.", field="Email") from error
     return email
-
-
-@dataclass
-class Recipient:
-    key: str
-    client: Client | None = None
-    phone: str = ""
-    email: str = ""
-    purpose: str | None = None  # overrides the channel's purpose (staff messages are service)
 
 
 def _recipient(operator_id: int, request: dict) -> Recipient:

@@ -2,7 +2,7 @@
 
 Pure functions for the campaign page. Content goes through the same helpers
 as dispatch (`content_for`, `render`, variables named as in
-`dispatch.variables_for`), so the preview shows what a recipient would get.
+`outgoing.variables_for`), so the preview shows what a recipient would get.
 Limits are those of ../shared/docs/protocols.md §5 and the cascade gateway's manual
 (seed 003): GSM-7 160/153, UCS-2 70/67, Viber text ≤ 1000, caption ≤ 19,
 a caption needs a URL and the reverse, an image needs a button.
@@ -211,7 +211,7 @@ def sample_client(operator_id: int) -> Client | None:
 
 
 def variables_for_client(client: Client | None, *, operator_name: str) -> dict:
-    """The variables dispatch would give this client (see dispatch.variables_for)."""
+    """The variables dispatch would give this client (see outgoing.variables_for)."""
     if client is None:
         return {"operator": operator_name, **SAMPLE_VARIABLES}
     if hasattr(client, "best_card_bonus"):

@@ -22,7 +22,8 @@ from campaigns import counters, queue, windows
 from campaigns.audience import validate_segment
 from campaigns.fanout import db_time
 from campaigns.models import AudienceListEntry, Campaign, Delivery, Message, MessageTemplate
-from campaigns.statuses import Changes, apply_status_events, commit_changes, load
+from campaigns.outcomes import Changes, commit_changes
+from campaigns.statuses import apply_status_events
 from clients.channels import Channel
 from providers.base import ProviderError, ProviderRef, after_failure
 from providers.inbox import drain_callbacks
@@ -221,7 +222,7 @@ def requeue_expired_leases(now) -> int:
     """Claims of a worker that died: resubmit where the gateway deduplicates, else wait for its report."""
     with transaction.atomic():
         # Locked, skipping rows a live worker or another sweeper holds.
-        stale = load(
+        stale = list(
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("account")
             .filter(status=DeliveryStatus.SUBMITTING, lease_expires_at__lt=now)
@@ -271,7 +272,7 @@ def expire_past_ttl(now) -> int:
         DeliveryStatus.PENDING,
     ]
     with transaction.atomic():
-        expired = load(
+        expired = list(
             Delivery.objects.select_for_update(skip_locked=True)
             .filter(status__in=open_statuses, expires_at__lt=now)
             .order_by("pk")[:5000]
@@ -286,7 +287,7 @@ def expire_past_ttl(now) -> int:
             changes.event(delivery, DeliveryStatus.EXPIRED, "system", provider_status="ttl")
         # Locked, so a `read` report being applied right now either lands first (and the
         # row no longer matches) or waits for the next step to exist; skipped when held.
-        unread = load(
+        unread = list(
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(
                 status=DeliveryStatus.DELIVERED, expires_at__lt=now, campaign__read_is_final=True

@@ -3,7 +3,7 @@ the engine queues these by dotted name through `campaigns.queue`, never by impor
 
 from __future__ import annotations
 
-from campaigns import dispatch, fanout, queue, services
+from campaigns import claims, dispatch, fanout, queue, services
 
 
 def fan_out(campaign_id: int) -> None:
@@ -13,7 +13,7 @@ def fan_out(campaign_id: int) -> None:
 
 def dispatch_account(account_id: int) -> int:
     sent = dispatch.dispatch_account(account_id)
-    if dispatch.has_due_work(account_id):
+    if claims.has_due_work(account_id):
         # More than one budget's worth: hand the rest to the next free worker.
         queue.enqueue_dispatch(account_id)
     return sent

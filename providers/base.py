@@ -294,7 +294,7 @@ class Backend:
 
     def messages_within(self, requests: int) -> int:
         """How many messages `requests` gateway round trips carry at worst: the budget
-        that keeps a claim inside its lease (campaigns.dispatch.claim_size)."""
+        that keeps a claim inside its lease (campaigns.claims.claim_size)."""
         return requests * self.batch_size()
 
     # ---- account settings ----

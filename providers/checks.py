@@ -2,7 +2,7 @@
 
 A claim must end within its lease, or the sweeper takes its rows back while they are
 still being sent. Dispatch sizes each claim so that every request timing out in turn
-still fits (campaigns.dispatch.claim_size); an account whose single request may wait
+still fits (campaigns.claims.claim_size); an account whose single request may wait
 longer than that cannot be made safe by any claim size, so it is refused here.
 """
 

@@ -17,7 +17,7 @@ from django.db.models import Sum
 from django_q.models import Schedule
 from playwright.sync_api import expect
 
-from campaigns import dispatch, fanout, services
+from campaigns import fanout, outcomes, services
 from campaigns.models import Campaign, CampaignCost, Delivery, Message, MessageTemplate
 from clients.models import Card
 from providers.models import ChannelRoute, ProviderAccount
@@ -133,7 +133,7 @@ def test_a_marketer_builds_launches_and_watches_a_viber_to_sms_campaign(
 ):
     ProviderAccount.objects.filter(pk=shop["account"].pk).update(base_url=gateway_sim.url)
     monkeypatch.setattr(services, "POLL_INTERVAL_SECONDS", 1)
-    monkeypatch.setattr(dispatch, "FIRST_POLL_SECONDS", 1)  # dispatch in this process, if any
+    monkeypatch.setattr(outcomes, "FIRST_POLL_SECONDS", 1)  # dispatch in this process, if any
     # The migration's minute schedule would run a second sweeper inside the
     # cluster, with the one-minute poll interval; this test runs its own.
     Schedule.objects.filter(name="cascade-sweeper").delete()

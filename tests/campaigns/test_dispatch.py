@@ -1,10 +1,10 @@
-"""campaigns.dispatch.claim_size: a claim fits its lease even if every request times out."""
+"""campaigns.claims.claim_size: a claim fits its lease even if every request times out."""
 
 from types import SimpleNamespace
 
 import pytest
 
-from campaigns.dispatch import claim_size
+from campaigns.claims import claim_size
 from providers.registry import get_backend
 
 

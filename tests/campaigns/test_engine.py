@@ -14,7 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from campaigns import counters, dispatch, fanout, services
+from campaigns import claims, counters, dispatch, fanout, outcomes, services
 from campaigns.models import Campaign, Delivery, Message, MessageTemplate
 from clients.models import Client
 from providers.models import ChannelRoute, ProviderAccount
@@ -30,7 +30,7 @@ def no_background_tasks(monkeypatch):
     monkeypatch.setattr("campaigns.queue.enqueue_fan_out", lambda *args, **kwargs: None)
     monkeypatch.setattr("campaigns.queue.kick_campaign", lambda *args, **kwargs: None)
     monkeypatch.setattr(services, "POLL_INTERVAL_SECONDS", 0)
-    monkeypatch.setattr(dispatch, "FIRST_POLL_SECONDS", 0)
+    monkeypatch.setattr(outcomes, "FIRST_POLL_SECONDS", 0)
 
 
 @pytest.fixture
@@ -262,10 +262,10 @@ def test_repeated_5xx_fails_over_to_the_second_account(setup, monkeypatch):
     )
     setup["pulse_sim"].config.error_rate = 1.0
     setup["pulse_sim"].config.error_status = 503  # turned away: safe to send elsewhere
-    monkeypatch.setattr(dispatch, "backoff", lambda attempts: 0)
+    monkeypatch.setattr(outcomes, "backoff", lambda attempts: 0)
     campaign = campaign_for(setup, ["sms"])
     fanout.fan_out(campaign.pk)
-    for _ in range(dispatch.FAILOVER_AFTER_ATTEMPTS + 1):
+    for _ in range(outcomes.FAILOVER_AFTER_ATTEMPTS + 1):
         dispatch.dispatch_account(setup["pulse"].pk, budget_seconds=1)
     dispatch.dispatch_account(setup["gateway"].pk, budget_seconds=2)
     deliveries = Delivery.objects.filter(campaign=campaign)
@@ -283,7 +283,7 @@ def test_pause_stops_claims_resume_restarts_cancel_cancels_the_rest(setup):
     services.resume(campaign_id=campaign.pk)
     setup["pulse"].max_batch = 10
     setup["pulse"].save()
-    dispatch.claim(setup["pulse"].pk, 10)  # ten in flight, as if a worker were sending them
+    claims.claim(setup["pulse"].pk, 10)  # ten in flight, as if a worker were sending them
     services.cancel(campaign_id=campaign.pk)
     statuses = Counter_of(campaign)
     assert statuses == {"submitting": 10, "cancelled": 20}
@@ -312,7 +312,7 @@ def test_query_count_per_batch_is_constant(setup, monkeypatch):
     fanout.fan_out(campaign.pk)
 
     def queries_for(size):
-        ids = dispatch.claim(setup["pulse"].pk, size)
+        ids = claims.claim(setup["pulse"].pk, size)
         assert len(ids) == size
         with CaptureQueriesContext(connection) as captured:
             dispatch.send_batch(setup["pulse"], ids)
@@ -519,7 +519,7 @@ def test_a_lost_answer_from_1_pulse_is_waited_for_not_resent(setup, monkeypatch,
     sim = setup["pulse_sim"]
     sim.config.timeout_seconds = 1.5
     setattr(sim.config, fault, 1.0)  # 1-pulse stores the messages, then the answer is lost
-    monkeypatch.setattr(dispatch, "backoff", lambda attempts: 0)
+    monkeypatch.setattr(outcomes, "backoff", lambda attempts: 0)
     campaign = campaign_for(setup, ["sms"])
     fanout.fan_out(campaign.pk)
     dispatch.dispatch_account(setup["pulse"].pk, budget_seconds=5)

@@ -15,7 +15,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns import counters, dispatch, fanout, services
+from campaigns import claims, counters, fanout, services
 from campaigns.models import Campaign, Delivery, MessageTemplate
 from campaigns.statuses import apply_status_events
 from clients.models import Client
@@ -75,7 +75,7 @@ def hold_open(work, release: threading.Event, done: threading.Event):
 def test_cancel_during_a_claim_moves_the_counters_by_what_it_cancelled(campaign):
     release, claimed = threading.Event(), threading.Event()
     account_id = Delivery.objects.filter(campaign=campaign).first().account_id
-    claimer = hold_open(lambda: dispatch.claim(account_id, 5), release, claimed)
+    claimer = hold_open(lambda: claims.claim(account_id, 5), release, claimed)
     cancelling = threading.Thread(
         target=lambda: (services.cancel(campaign_id=campaign.pk), connection.close())
     )

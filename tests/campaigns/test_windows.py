@@ -4,7 +4,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from campaigns import dispatch, windows
+from campaigns import claims, windows
 from campaigns.models import Campaign, Delivery, Message, MessageTemplate
 from providers.models import ProviderAccount
 from providers.status import DeliveryStatus
@@ -73,9 +73,9 @@ def shut_campaign(sunrise):
 
 def test_claims_skip_a_campaign_outside_its_window(shut_campaign):
     campaign, account, delivery = shut_campaign
-    assert dispatch.claim(account.pk, 10) == []
+    assert claims.claim(account.pk, 10) == []
     Campaign.objects.filter(pk=campaign.pk).update(send_window_start=None, send_window_end=None)
-    assert dispatch.claim(account.pk, 10) == [delivery.pk]
+    assert claims.claim(account.pk, 10) == [delivery.pk]
 
 
 def test_the_sweeper_holds_waiting_deliveries_until_the_window_opens(shut_campaign):
@@ -85,4 +85,4 @@ def test_the_sweeper_holds_waiting_deliveries_until_the_window_opens(shut_campai
     assert windows.hold_outside_windows(timezone.now()) == 1
     held = Delivery.objects.get(pk=delivery.pk).next_attempt_at
     assert held > timezone.now() + timedelta(minutes=59)
-    assert not dispatch.has_due_work(account.pk)
+    assert not claims.has_due_work(account.pk)
