@@ -196,6 +196,7 @@ class Backend:
 
     def __init__(self, account: Any):
         self.account = account
+        self.own_session: requests.Session | None = None
 
     # ---- the send pipeline (fixed) ----
     def send(self, batch: list[OutgoingMessage]) -> list[SendResult]:
@@ -328,6 +329,13 @@ class Backend:
 
     @property
     def session(self) -> requests.Session:
+        if getattr(self.account, "pk", None) is None:
+            # An unsaved account (a test's, a benchmark's) has no key to share a session
+            # by, and keying by id() would hand a recycled id another account's session:
+            # this backend keeps its own.
+            if self.own_session is None:
+                self.own_session = _new_session()
+            return self.own_session
         return session_for(self.account)
 
     @property
@@ -526,23 +534,21 @@ _sessions_lock = threading.Lock()
 
 
 def session_for(account: Any) -> requests.Session:
-    """A keep-alive session per account (and per process), rebuilt when the account changes.
-
-    An unsaved account (a test's or a benchmark's) carries its own session:
-    keying by id() would hand a recycled id another account's session.
-    """
-    if getattr(account, "pk", None) is None:
-        session = getattr(account, "_cascade_session", None)
-        if session is None:
-            session = _new_session()
-            account._cascade_session = session
-        return session
+    """A keep-alive session per saved account (and per process), rebuilt when it changes."""
     key = (account.pk, str(getattr(account, "updated_at", "")))
     with _sessions_lock:
         session = _sessions.get(key)
         if session is None:
             session = _sessions[key] = _new_session()
         return session
+
+
+def reset_sessions() -> None:
+    """Close and forget every pooled session (tests, and a worker after a fork)."""
+    with _sessions_lock:
+        for session in _sessions.values():
+            session.close()
+        _sessions.clear()
 
 
 def _new_session() -> requests.Session:
