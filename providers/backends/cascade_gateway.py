@@ -290,6 +290,12 @@ _recent_polls: dict[tuple[Any, str], float] = {}
 _recent_polls_lock = threading.Lock()
 
 
+def reset_poll_memo() -> None:
+    """Forget the polls sent (tests; a deployment never needs to)."""
+    with _recent_polls_lock:
+        _recent_polls.clear()
+
+
 class _Group:
     """Recipients whose message fields are identical: one `message` on the wire."""
 

@@ -24,6 +24,7 @@ from providers.backends.cascade_gateway import (
     Backend,
     client_id_for,
     explain_error,
+    reset_poll_memo,
 )
 from providers.base import ConfigurationError, OutgoingMessage, ProviderError, ProviderRef
 from providers.status import DeliveryStatus
@@ -695,6 +696,15 @@ def test_an_identical_poll_within_the_window_is_skipped():
     assert len(calls) == 1
     time.sleep(0.25)
     assert len(backend.fetch_statuses(refs)) == 1
+    assert len(calls) == 2
+
+
+def test_the_poll_memo_has_a_reset():
+    backend = Backend(account())
+    calls = stub(backend, '{"state": []}')
+    backend.fetch_statuses([ProviderRef(1, "5")])
+    reset_poll_memo()
+    backend.fetch_statuses([ProviderRef(1, "5")])  # forgotten: sent again
     assert len(calls) == 2
 
 

@@ -166,14 +166,15 @@ def test_the_sweeper_applies_what_was_left_behind(world, pulse):
 
 @pytest.mark.parametrize("seconds_since_boot", [5.0, 7 * 24 * 3600.0])
 def test_under_load_a_process_applies_at_most_once_per_interval_and_kicks_a_task(
-    client, world, pulse, settings, monkeypatch, seconds_since_boot
+    client, world, pulse, settings, monkeypatch, request, seconds_since_boot
 ):
     settings.CASCADE_CALLBACK_DRAIN_INTERVAL = 3600
     # time.monotonic() counts from boot: a machine up for seconds, and one up for a week.
     monkeypatch.setattr(inbox.time, "monotonic", lambda: seconds_since_boot)
-    # Through monkeypatch so the next test finds the process's real value again: a fake
-    # time left behind would keep later webhooks from applying inline.
-    monkeypatch.setattr(inbox, "_last_inline_drain", None)
+    # Reset after the test too: a fake time left behind would keep later webhooks from
+    # applying inline.
+    inbox.reset_inline_drain()
+    request.addfinalizer(inbox.reset_inline_drain)
     kicked = []
     monkeypatch.setattr(inbox, "_hand_over", lambda: kicked.append(True))
     second = Delivery.objects.create(
