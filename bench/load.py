@@ -122,7 +122,7 @@ def main(argv=None) -> None:
 
             temp_pg = TempPostgres(durable=args.durable)
             os.environ["DATABASE_URL"] = temp_pg.start()
-        from bench.chaos import TempRedis
+        from bench.redis_server import TempRedis
 
         redis_server = TempRedis(workdir)
         redis_server.start()

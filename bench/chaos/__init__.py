@@ -3,7 +3,7 @@
     python -m bench.chaos --recipients 100000
 
 Starts its own PostgreSQL and Redis (scripts/pg_temp.sh and scripts/redis_temp.sh,
-the test suite's recipes, through bench.pg and chaos/harness.py; Debian's
+the test suite's recipes, through bench.pg and bench.redis_server; Debian's
 packages are installed when missing), a
 web server for the gateways' callbacks (gunicorn, CASCADE_PUBLIC_URL points at
 it), two `manage.py qcluster` processes on the Redis broker, a sweeper thread

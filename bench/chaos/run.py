@@ -34,7 +34,6 @@ from bench.chaos.faults import (
 from bench.chaos.harness import (
     STARTED,
     Processes,
-    TempRedis,
     close_connection,
     db_errors,
     log,
@@ -43,6 +42,7 @@ from bench.chaos.harness import (
 from bench.chaos.workload import ConsentStream, Sweeper, create_campaign
 from bench.common import free_port, machine, print_result
 from bench.pg import TempPostgres, install_if_missing
+from bench.redis_server import TempRedis
 from providers.simulators.base import SimulatorConfig
 from providers.simulators.smtp import SmtpSimulator
 
