@@ -78,7 +78,6 @@ def send_batch(account: ProviderAccount, ids: list[int], *, token: str = "") -> 
             logger.error("%s is misconfigured: %s", account.name, error)
             outcomes.append((deliveries[start:], error))
             break
-    idempotent = backend.idempotent_submit
     changes = Changes()
     with transaction.atomic():
         # A callback may have beaten us here (the gateway reported before we
@@ -120,9 +119,9 @@ def send_batch(account: ProviderAccount, ids: list[int], *, token: str = "") -> 
                         )
                         delivery.error_code = "configuration"
             elif isinstance(outcome, ProviderError):
-                request_failed(changes, chunk, outcome, routes, hold, idempotent=idempotent)
+                request_failed(changes, chunk, outcome, routes, hold, backend=backend)
             else:
-                record_results(changes, chunk, outcome, routes, hold, idempotent=idempotent)
+                record_results(changes, chunk, outcome, routes, hold, backend=backend)
         for delivery in deliveries:
             if delivery.pk not in changes.rows and delivery.pk in hold.ours:
                 retry_later(changes, delivery, "No result from the backend", routes)

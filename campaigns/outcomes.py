@@ -5,7 +5,7 @@ sweeper, cancel) collects its changes in a `Changes` and ends in `commit_changes
 which in a constant number of queries updates the rows, records events, moves
 counters and costs, creates the next cascade steps and settles message statuses.
 The submit outcomes (accepted, refused, failed: retry, wait or fail by
-providers.base.after_failure) are decided here too.
+the backend's after_failure) are decided here too.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from campaigns import counters, queue
 from campaigns.bulk import bulk_update_deliveries, insert_events
 from campaigns.cascade import advance_cascade
 from campaigns.models import Delivery, DeliveryEvent, Message
-from providers.base import ProviderError, after_failure
+from providers.base import ProviderError
 from providers.status import FAILURE_STATUSES, DeliveryStatus, can_move, is_final
 
 UPDATE_FIELDS = [
@@ -250,17 +250,15 @@ def submit_failed(
     *,
     permanent: bool,
     may_have_reached: bool,
-    idempotent: bool,
+    backend,
     error: str,
     code: str,
     routes,
     final: str = DeliveryStatus.FAILED,
 ) -> None:
-    """One failed submit of a delivery we hold, decided by providers.base.after_failure."""
+    """One failed submit of a delivery we hold, decided by backend.after_failure."""
     delivery.error_code = code[:50]
-    decision = after_failure(
-        permanent=permanent, may_have_reached=may_have_reached, idempotent=idempotent
-    )
+    decision = backend.after_failure(permanent=permanent, may_have_reached=may_have_reached)
     if decision == "fail":
         changes.move(delivery, final, error=error, force=True)
     elif decision == "wait":
@@ -305,7 +303,7 @@ def request_failed(
     routes,
     hold: Hold,
     *,
-    idempotent: bool,
+    backend,
 ) -> None:
     for delivery in chunk:
         if delivery.pk not in hold.ours:
@@ -315,7 +313,7 @@ def request_failed(
             delivery,
             permanent=error.permanent,
             may_have_reached=error.may_have_reached,
-            idempotent=idempotent,
+            backend=backend,
             error=str(error),
             code=error.code,
             routes=routes,
@@ -330,7 +328,7 @@ def request_failed(
 
 
 def record_results(
-    changes: Changes, chunk: list[Delivery], results, routes, hold: Hold, *, idempotent: bool
+    changes: Changes, chunk: list[Delivery], results, routes, hold: Hold, *, backend
 ) -> None:
     by_id = {delivery.pk: delivery for delivery in chunk}
     now = changes.now
@@ -375,7 +373,7 @@ def record_results(
                 delivery,
                 permanent=result.permanent,
                 may_have_reached=result.may_have_reached,
-                idempotent=idempotent,
+                backend=backend,
                 error=result.error_message,
                 code=result.error_code,
                 routes=routes,

@@ -25,7 +25,7 @@ from campaigns.models import AudienceListEntry, Campaign, Delivery, Message, Mes
 from campaigns.outcomes import Changes, commit_changes
 from campaigns.statuses import apply_status_events
 from clients.channels import Channel
-from providers.base import ProviderError, ProviderRef, after_failure
+from providers.base import ProviderError, ProviderRef
 from providers.inbox import drain_callbacks
 from providers.models import ProviderAccount
 from providers.registry import get_backend
@@ -231,17 +231,15 @@ def requeue_expired_leases(now) -> int:
         if not stale:
             return 0
         changes = Changes()
-        idempotent = {}
+        backends = {}
         for delivery in stale:
             account = delivery.account
-            if account.pk not in idempotent:
-                idempotent[account.pk] = get_backend(account).idempotent_submit
+            if account.pk not in backends:
+                backends[account.pk] = get_backend(account)
             changes.touch(delivery)
             delivery.lease_expires_at = None
             # The worker may have stopped after the gateway took the request.
-            decision = after_failure(
-                permanent=False, may_have_reached=True, idempotent=idempotent[account.pk]
-            )
+            decision = backends[account.pk].after_failure(permanent=False, may_have_reached=True)
             if decision == "retry":
                 delivery.status = DeliveryStatus.QUEUED
                 delivery.next_attempt_at = now
