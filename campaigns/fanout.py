@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import CharField, F, JSONField, Value
+from django.db.models import CharField, Count, F, JSONField, Value
 from django.db.models.functions import Cast, Coalesce, Concat, NullIf
 from django.utils import timezone
 
@@ -65,7 +65,8 @@ MESSAGE_COLUMNS = [
 ]
 
 
-def _insert_from(queryset, columns: list[str]) -> int:
+def insert_from(queryset, columns: list[str]) -> int:
+    """INSERT … SELECT of a queryset's values into messages; an existing recipient is kept."""
     select_sql, params = queryset.query.sql_with_params()
     sql = (
         f"INSERT INTO {Message._meta.db_table} ({', '.join(columns)}) {select_sql} "
@@ -76,7 +77,12 @@ def _insert_from(queryset, columns: list[str]) -> int:
         return cursor.rowcount
 
 
-def insert_messages(campaign: Campaign, now) -> int:
+def message_values(source, campaign: Campaign, now, **per_row):
+    """`source` annotated with every message column, in MESSAGE_COLUMNS order.
+
+    `per_row` gives m_client, m_key, m_phone, m_email and m_variables as expressions over
+    the source's rows; the rest is the campaign's.
+    """
     common = {
         "m_operator": Value(campaign.operator_id),
         "m_campaign": Value(campaign.pk),
@@ -89,56 +95,60 @@ def insert_messages(campaign: Campaign, now) -> int:
         "m_created": Value(now),
         "m_updated": Value(now),
     }
+    return (
+        source.annotate(**common, **per_row)
+        .order_by()
+        .values_list(
+            "m_operator",
+            "m_campaign",
+            "m_client",
+            "m_key",
+            "m_phone",
+            "m_email",
+            "m_purpose",
+            "m_title",
+            "m_text",
+            "m_variables",
+            "m_status",
+            "m_created",
+            "m_updated",
+        )
+    )
+
+
+def insert_messages(campaign: Campaign, now) -> int:
     if campaign.audience_kind == Campaign.AudienceKind.LIST:
-        source = (
-            AudienceListEntry.objects.filter(campaign=campaign)
-            .annotate(
-                **common,
-                m_client=F("client_id"),
-                m_key=Coalesce(
-                    Concat(Value("client:"), Cast("client_id", CharField())),
-                    Concat(Value("phone:"), NullIf("phone", Value(""))),
-                    Concat(Value("card:"), Cast("card_number", CharField())),
-                    output_field=CharField(),
-                ),
-                m_phone=Coalesce(NullIf("phone", Value("")), "client__phone", Value("")),
-                m_email=Coalesce("client__email", Value("")),
-                m_variables=F("variables"),
-            )
-            .order_by()
+        source = message_values(
+            AudienceListEntry.objects.filter(campaign=campaign),
+            campaign,
+            now,
+            m_client=F("client_id"),
+            m_key=Coalesce(
+                Concat(Value("client:"), Cast("client_id", CharField())),
+                Concat(Value("phone:"), NullIf("phone", Value(""))),
+                Concat(Value("card:"), Cast("card_number", CharField())),
+                output_field=CharField(),
+            ),
+            m_phone=Coalesce(NullIf("phone", Value("")), "client__phone", Value("")),
+            m_email=Coalesce("client__email", Value("")),
+            m_variables=F("variables"),
         )
     else:
-        source = (
-            segment_queryset(operator_id=campaign.operator_id, segment=campaign.segment)
-            .annotate(
-                **common,
-                m_client=F("pk"),
-                m_key=Concat(Value("client:"), Cast("pk", CharField())),
-                m_phone=F("phone"),
-                m_email=F("email"),
-                m_variables=Value({}, output_field=JSONField()),
-            )
-            .order_by()
+        source = message_values(
+            segment_queryset(operator_id=campaign.operator_id, segment=campaign.segment),
+            campaign,
+            now,
+            m_client=F("pk"),
+            m_key=Concat(Value("client:"), Cast("pk", CharField())),
+            m_phone=F("phone"),
+            m_email=F("email"),
+            m_variables=Value({}, output_field=JSONField()),
         )
-    source = source.values_list(
-        "m_operator",
-        "m_campaign",
-        "m_client",
-        "m_key",
-        "m_phone",
-        "m_email",
-        "m_purpose",
-        "m_title",
-        "m_text",
-        "m_variables",
-        "m_status",
-        "m_created",
-        "m_updated",
-    )
-    return _insert_from(source, MESSAGE_COLUMNS)
+    return insert_from(source, MESSAGE_COLUMNS)
 
 
 def insert_first_deliveries(campaign: Campaign, now) -> None:
+    """The first delivery of each of the campaign's messages created at `now` that has none."""
     routes = routes_for(campaign.operator_id)
     channels = list(campaign.channels)
     eligible = [eligible_sql(channel, campaign.purpose, routes) for channel in channels]
@@ -165,7 +175,7 @@ def insert_first_deliveries(campaign: Campaign, now) -> None:
             %s, 0, %s, %s, %s, %s,
             CASE WHEN {any_eligible} THEN NULL ELSE %s END
         FROM {Message._meta.db_table} m LEFT JOIN {Client._meta.db_table} c ON c.id = m.client_id
-        WHERE m.campaign_id = %s
+        WHERE m.campaign_id = %s AND m.status = %s AND m.created_at = %s
           AND NOT EXISTS (SELECT 1 FROM {Delivery._meta.db_table} d WHERE d.message_id = m.id)
     """  # noqa: S608 - only our own column and flag names are interpolated
     params = [
@@ -176,6 +186,8 @@ def insert_first_deliveries(campaign: Campaign, now) -> None:
         "[]",
         *map(db_time, (now, expires_at, now, now, now)),
         campaign.pk,
+        Message.Status.IN_PROGRESS,
+        db_time(now),
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -187,10 +199,23 @@ def fan_out(campaign_id: int) -> FanOutResult | None:
     campaign = Campaign.objects.select_for_update(no_key=True).filter(pk=campaign_id).first()
     if campaign is None or campaign.state not in (Campaign.State.RUNNING, Campaign.State.PAUSED):
         return None
-    if campaign.fanned_out_at is not None:
+    if campaign.fanned_out_at is not None or campaign.kind == Campaign.Kind.TRIGGER:
+        # A triggered campaign has no one-time audience: the sweeper's passes
+        # (campaigns.triggers) create its messages as occurrences fall due.
         return FanOutResult(0, 0, 0)
     now = timezone.now()
     created = insert_messages(campaign, now)
+    queued, skipped = settle_new_messages(campaign, now)
+    Campaign.objects.filter(pk=campaign.pk).update(fanned_out_at=now, updated_at=now)
+    return FanOutResult(created, queued, skipped)
+
+
+def settle_new_messages(campaign: Campaign, now) -> tuple[int, int]:
+    """First deliveries, counters and skipped messages for the messages created at `now`.
+
+    The fan-out calls it once; a trigger pass calls it for each batch of newcomers.
+    Returns (queued, skipped).
+    """
     insert_first_deliveries(campaign, now)
     deltas: Counter = Counter()
     tally: Counter = Counter()
@@ -198,18 +223,17 @@ def fan_out(campaign_id: int) -> FanOutResult | None:
         deltas[(campaign.pk, channel, status)] += count
         tally[status] += count
     counters.bump(deltas)
-    Message.objects.filter(
-        campaign=campaign,
-        status=Message.Status.IN_PROGRESS,
-        deliveries__status=DeliveryStatus.SKIPPED,
-    ).update(status=Message.Status.SKIPPED, updated_at=now)
-    Campaign.objects.filter(pk=campaign.pk).update(fanned_out_at=now, updated_at=now)
-    return FanOutResult(created, tally[DeliveryStatus.QUEUED], tally[DeliveryStatus.SKIPPED])
+    if tally[DeliveryStatus.SKIPPED]:
+        Message.objects.filter(
+            campaign=campaign,
+            status=Message.Status.IN_PROGRESS,
+            created_at=now,
+            deliveries__status=DeliveryStatus.SKIPPED,
+        ).update(status=Message.Status.SKIPPED, updated_at=now)
+    return tally[DeliveryStatus.QUEUED], tally[DeliveryStatus.SKIPPED]
 
 
 def _grouped(campaign_id: int, created_at) -> Counter:
-    from django.db.models import Count
-
     rows = (
         Delivery.objects.filter(campaign_id=campaign_id, created_at=created_at)
         .values("channel", "status")

@@ -82,6 +82,18 @@ class Campaign(models.Model):
         ADMIN = "admin", "Admin"
         API = "api", "Partner API"
 
+    class Kind(models.TextChoices):
+        ONE_OFF = "one_off", _("One-off")
+        TRIGGER = "trigger", _("Triggered")
+
+    class Trigger(models.TextChoices):
+        REGISTRATION = "registration", _("Registration")
+        BIRTHDAY = "birthday", _("Birthday")
+        BONUS_EXPIRING = "bonus_expiring", _("Bonus points expiring")
+        NO_PURCHASE = "no_purchase", _("No purchase for a while")
+        PURCHASE = "purchase", _("After a purchase")
+        ENTERED_SEGMENT = "entered_segment", _("Entered the segment")
+
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="campaigns")
     name = models.CharField(max_length=200)
     template = models.ForeignKey(
@@ -108,6 +120,38 @@ class Campaign(models.Model):
     )
     read_is_final = models.BooleanField(
         default=False, help_text="Delivered but unread falls through to the next channel."
+    )
+    kind = models.CharField(
+        _("kind"), max_length=16, choices=Kind.choices, default=Kind.ONE_OFF, db_default="one_off"
+    )
+    # A triggered campaign stays running until paused or cancelled; the sweeper evaluates
+    # its trigger every TRIGGER_INTERVAL_SECONDS (campaigns/triggers.py).
+    trigger = models.CharField(
+        _("trigger"), max_length=20, choices=Trigger.choices, blank=True, db_default=""
+    )
+    trigger_delay_minutes = models.PositiveIntegerField(
+        _("delay, minutes"),
+        default=0,
+        db_default=0,
+        help_text=_("Registration and purchase triggers: how long after the event."),
+    )
+    trigger_days = models.PositiveIntegerField(
+        _("days"),
+        default=0,
+        db_default=0,
+        help_text=_(
+            "Birthday: days before (0: on the day). Bonus expiring: within this many days. "
+            "No purchase: for this many days."
+        ),
+    )
+    trigger_local_hour = models.PositiveSmallIntegerField(
+        _("local hour"),
+        null=True,
+        blank=True,
+        help_text=_("Birthday: not before this hour in the client's time zone."),
+    )
+    triggers_checked_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("The last pass of the trigger.")
     )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.PAGE)
     created_by = models.ForeignKey(
@@ -139,11 +183,52 @@ class Campaign(models.Model):
                 | Q(send_window_start__isnull=False, send_window_end__isnull=False),
                 name="campaign_send_window_complete",
             ),
+            models.CheckConstraint(
+                condition=Q(kind="one_off", trigger="")
+                | Q(
+                    kind="trigger",
+                    trigger__in=[
+                        "registration",
+                        "birthday",
+                        "bonus_expiring",
+                        "no_purchase",
+                        "purchase",
+                        "entered_segment",
+                    ],
+                ),
+                name="campaign_trigger_matches_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(trigger_local_hour__isnull=True) | Q(trigger_local_hour__lte=23),
+                name="campaign_trigger_local_hour_valid",
+            ),
         ]
         indexes = [models.Index(fields=["operator", "state"], name="campaign_operator_state")]
 
     def __str__(self) -> str:
         return self.name
+
+
+class TriggerMembership(models.Model):
+    """A client who matches an `entered_segment` campaign's segment; the row is its entry.
+
+    Unique per campaign and client: a pass inserts the newcomers and messages only those,
+    and a client who leaves the segment loses the row, so re-entering fires again.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="memberships")
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
+    entered_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "client"], name="trigger_membership_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} in {self.campaign_id}"
 
 
 class AudienceListEntry(models.Model):

@@ -17,8 +17,9 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from campaigns import counters, queue, windows
+from campaigns import counters, queue, triggers, windows
 from campaigns.audience import validate_segment
 from campaigns.fanout import db_time
 from campaigns.models import AudienceListEntry, Campaign, Delivery, Message, MessageTemplate
@@ -136,6 +137,23 @@ def validate_for_launch(campaign: Campaign) -> None:
         raise ValidationError("A channel may appear only once in the cascade.")
     if campaign.audience_kind == Campaign.AudienceKind.SEGMENT:
         validate_segment(campaign.segment or {})
+    if campaign.kind == Campaign.Kind.TRIGGER:
+        validate_trigger(campaign)
+
+
+def validate_trigger(campaign: Campaign) -> None:
+    trigger = Campaign.Trigger
+    if campaign.trigger not in trigger.values:
+        raise ValidationError(_("Choose what triggers the campaign."))
+    if campaign.audience_kind != Campaign.AudienceKind.SEGMENT:
+        raise ValidationError(_("A triggered campaign's audience is a segment, not a list."))
+    if campaign.trigger in (trigger.BONUS_EXPIRING, trigger.NO_PURCHASE) and not (
+        campaign.trigger_days
+    ):
+        raise ValidationError(_("Say within how many days (at least 1)."))
+    hour = campaign.trigger_local_hour
+    if hour is not None and not 0 <= hour <= 23:
+        raise ValidationError(_("The local hour is from 0 to 23."))
 
 
 def launch(*, campaign_id: int, at=None) -> Campaign:
@@ -366,7 +384,11 @@ def finish_campaigns(now) -> list[int]:
         campaign_id=OuterRef("pk"), status__in=[Message.Status.PENDING, Message.Status.IN_PROGRESS]
     )
     done = list(
-        Campaign.objects.filter(state=Campaign.State.RUNNING, fanned_out_at__isnull=False)
+        Campaign.objects.filter(
+            state=Campaign.State.RUNNING,
+            kind=Campaign.Kind.ONE_OFF,  # a triggered campaign runs until paused or cancelled
+            fanned_out_at__isnull=False,
+        )
         .exclude(Exists(open_message))
         .values_list("pk", flat=True)
     )
@@ -400,6 +422,7 @@ def sweep_once() -> dict[str, int]:
         # First: callbacks a drainer left behind (one killed mid-batch) count before finishing.
         "callbacks": drain_callbacks(seconds=5),
         "started": len(start_due_campaigns(now)),
+        "triggered": triggers.run_due_triggers(now),
         "requeued": requeue_expired_leases(now),
         "expired": expire_past_ttl(now),
         "polled": poll_statuses(now),

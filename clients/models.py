@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
+from django.utils.translation import gettext_lazy as _
 
 from clients.channels import CONSENT_FLAGS, Channel
 
@@ -118,6 +119,15 @@ class Client(models.Model):
 
     last_purchase_at = models.DateTimeField(null=True, blank=True)
     registered_at = models.DateTimeField(null=True, blank=True)
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        help_text=_(
+            "IANA zone, e.g. Asia/Vladivostok; empty: the operator's. Birthday hours and send "
+            "windows apply in it."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -160,6 +170,12 @@ class Card(models.Model):
     number = models.BigIntegerField(help_text="Card number as partners send it (integer).")
     bonus = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    bonus_expires_at = models.DateTimeField(
+        _("bonus expires at"),
+        null=True,
+        blank=True,
+        help_text=_("When the card's current bonus points expire; empty: they do not."),
+    )
     issued_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
