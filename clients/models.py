@@ -123,6 +123,7 @@ class Client(models.Model):
         _("time zone"),
         max_length=64,
         blank=True,
+        db_default="",  # bulk loaders insert clients in raw SQL that does not name it
         help_text=_(
             "IANA zone, e.g. Asia/Vladivostok; empty: the operator's. Birthday hours and send "
             "windows apply in it."
