@@ -17,8 +17,10 @@ import time
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from campaigns import ratelimit
+from campaigns import caps, ratelimit
 from campaigns.claims import claim, claim_size, lease_seconds, new_claim_token
 from campaigns.models import Delivery
 from campaigns.outcomes import (
@@ -29,8 +31,9 @@ from campaigns.outcomes import (
     record_results,
     request_failed,
     retry_later,
+    wait_until,
 )
-from campaigns.outgoing import load_batch, outgoing_for, send_time_skip_reason
+from campaigns.outgoing import load_batch, outgoing_for, send_later, send_time_skip_reason
 from campaigns.routing import routes_for
 from providers.base import ConfigurationError, ProviderError
 from providers.models import ProviderAccount
@@ -60,8 +63,17 @@ def send_batch(account: ProviderAccount, ids: list[int], *, token: str = "") -> 
         code, text = send_time_skip_reason(delivery, routes)
         if code:
             ineligible[delivery.pk] = (code, text)
-    skipped = [d for d in deliveries if d.pk in ineligible]
-    deliveries = [d for d in deliveries if d.pk not in ineligible]
+    claimed, deliveries = deliveries, [d for d in deliveries if d.pk not in ineligible]
+    # After the eligibility rule, so a client without consent takes no cap slot.
+    later = send_later(deliveries, timezone.now())
+    for delivery in deliveries:
+        when, reason = later.get(delivery.pk, (None, ""))
+        if reason == caps.SKIP_REASON and not is_triggered(delivery.campaign):
+            ineligible[delivery.pk] = (caps.SKIP_REASON, str(_("Frequency cap reached")))
+            del later[delivery.pk]
+    skipped = [d for d in claimed if d.pk in ineligible]
+    waiting = [d for d in deliveries if d.pk in later]
+    deliveries = [d for d in deliveries if d.pk not in ineligible and d.pk not in later]
     outgoing = [outgoing_for(delivery, backend, account, routes) for delivery in deliveries]
     size = backend.batch_size()
     outcomes = []  # (chunk, results or the error), written together below
@@ -86,12 +98,12 @@ def send_batch(account: ProviderAccount, ids: list[int], *, token: str = "") -> 
         fresh = {
             row["id"]: row
             for row in Delivery.objects.select_for_update()
-            .filter(pk__in=[d.pk for d in deliveries + skipped])
+            .filter(pk__in=[d.pk for d in deliveries + skipped + waiting])
             .order_by("pk")
             .values("id", "claim_token", *REPORTED_FIELDS)
         }
         hold = Hold()
-        for delivery in deliveries + skipped:
+        for delivery in deliveries + skipped + waiting:
             row = fresh.get(delivery.pk, {})
             for name in REPORTED_FIELDS:
                 setattr(delivery, name, row.get(name, getattr(delivery, name)))
@@ -110,6 +122,10 @@ def send_batch(account: ProviderAccount, ids: list[int], *, token: str = "") -> 
             delivery.native_channels = []  # a native cascade of an earlier attempt is void
             changes.event(delivery, delivery.status, "system", provider_status=code)
             changes.fall_through.append(delivery)  # the cascade tries the next channel
+        for delivery in waiting:
+            if delivery.pk in hold.ours:
+                when, reason = later[delivery.pk]
+                wait_until(changes, delivery, when, reason)
         for chunk, outcome in outcomes:
             if isinstance(outcome, ConfigurationError):
                 for delivery in chunk:
@@ -126,6 +142,10 @@ def send_batch(account: ProviderAccount, ids: list[int], *, token: str = "") -> 
             if delivery.pk not in changes.rows and delivery.pk in hold.ours:
                 retry_later(changes, delivery, "No result from the backend", routes)
         commit_changes(changes)
+
+
+def is_triggered(campaign) -> bool:
+    return campaign is not None and campaign.kind == campaign.Kind.TRIGGER
 
 
 # The longest a dispatcher sleeps for a rate-limited account's tokens before it gives its

@@ -85,6 +85,12 @@ class Campaign(models.Model):
     class Kind(models.TextChoices):
         ONE_OFF = "one_off", _("One-off")
         TRIGGER = "trigger", _("Triggered")
+        RECURRING = "recurring", _("Recurring")
+
+    class Recurrence(models.TextChoices):
+        DAILY = "daily", _("Every day")
+        WEEKLY = "weekly", _("Every week")
+        MONTHLY = "monthly", _("Every month")
 
     class Trigger(models.TextChoices):
         REGISTRATION = "registration", _("Registration")
@@ -153,6 +159,37 @@ class Campaign(models.Model):
     triggers_checked_at = models.DateTimeField(
         null=True, blank=True, help_text=_("The last pass of the trigger.")
     )
+    # A recurring campaign never fans out itself: each run is a child one-off campaign
+    # (parent = this) with its own fan-out and counters (campaigns/recurring.py).
+    recurrence = models.CharField(
+        _("repeats"), max_length=16, choices=Recurrence.choices, blank=True, db_default=""
+    )
+    recurrence_time = models.TimeField(_("run at (operator time)"), null=True, blank=True)
+    recurrence_day = models.PositiveSmallIntegerField(
+        _("day"),
+        null=True,
+        blank=True,
+        help_text=_("Weekly: 0 Monday … 6 Sunday. Monthly: day of the month, 1-28."),
+    )
+    next_run_at = models.DateTimeField(_("next run"), null=True, blank=True)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs",
+        verbose_name=_("recurring campaign"),
+    )
+    # Frequency caps: empty takes the operator's; 0 switches that cap off for this campaign.
+    cap_per_day = models.PositiveSmallIntegerField(
+        _("messages per client per channel a day"), null=True, blank=True
+    )
+    cap_per_week = models.PositiveSmallIntegerField(
+        _("messages per client per channel a week"), null=True, blank=True
+    )
+    cap_min_gap_minutes = models.PositiveIntegerField(
+        _("minimum gap between two messages (minutes)"), null=True, blank=True
+    )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.PAGE)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -195,8 +232,14 @@ class Campaign(models.Model):
                         "purchase",
                         "entered_segment",
                     ],
-                ),
+                )
+                | Q(kind="recurring", trigger=""),
                 name="campaign_trigger_matches_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="recurring", recurrence__in=["daily", "weekly", "monthly"])
+                | (~Q(kind="recurring") & Q(recurrence="")),
+                name="campaign_recurrence_matches_kind",
             ),
             models.CheckConstraint(
                 condition=Q(trigger_local_hour__isnull=True) | Q(trigger_local_hour__lte=23),
@@ -572,3 +615,31 @@ class PartnerSend(models.Model):
 
     def __str__(self) -> str:
         return f"MessageId {self.pk}"
+
+
+class FrequencyLedger(models.Model):
+    """Promotional messages a client was sent on a channel: today, this week, the last one.
+
+    One row per client and channel, moved by a single conditional upsert per batch
+    (campaigns/caps.py): the row lock makes two dispatchers racing for the same
+    client take turns, so neither can slip past the cap the other just reached.
+    Days and weeks are the client's local calendar.
+    """
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=16)
+    day = models.DateField()
+    day_count = models.PositiveIntegerField(default=0)
+    week = models.DateField(help_text=_("The Monday the week starts on."))
+    week_count = models.PositiveIntegerField(default=0)
+    last_sent_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "channel"], name="frequency_ledger_client_channel"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id}/{self.channel}: {self.day_count} on {self.day}"

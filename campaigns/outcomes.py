@@ -393,6 +393,20 @@ def submit_event(changes: Changes, delivery: Delivery, result) -> None:
     )
 
 
+def wait_until(changes: Changes, delivery: Delivery, when, reason: str) -> None:
+    """Back to the queue untried until `when` (a send window, a frequency cap's next slot).
+
+    Not a failed attempt: the claim's count is given back, so backoff and failover
+    are not moved by waiting.
+    """
+    changes.touch(delivery)
+    delivery.status = DeliveryStatus.QUEUED
+    delivery.lease_expires_at = None
+    delivery.next_attempt_at = when
+    delivery.attempts = max(delivery.attempts - 1, 0)
+    delivery.error_message = reason[:500]
+
+
 def retry_later(changes: Changes, delivery: Delivery, error: str, routes) -> None:
     """Back to the queue with backoff, on the next account after repeated failures, or expired.
 

@@ -11,11 +11,13 @@ from types import SimpleNamespace
 
 from django.db.models import OuterRef, Subquery
 
+from campaigns import caps, windows
 from campaigns.eligibility import Recipient, skip_reason
 from campaigns.models import Campaign, Delivery, Message, MessageTemplate
 from campaigns.rendering import content_for, placeholders, render
 from clients.channels import CONSENT_FLAGS
 from clients.models import Card, Client, Operator
+from clients.zones import effective_zone
 from providers.base import OutgoingMessage
 from providers.models import ProviderAccount
 
@@ -32,7 +34,14 @@ MESSAGE_FIELDS = (
 )
 
 
-CLIENT_FIELDS = ("first_name", "last_name", "middle_name", "push_tokens", *CONSENT_FLAGS)
+CLIENT_FIELDS = (
+    "first_name",
+    "last_name",
+    "middle_name",
+    "push_tokens",
+    "time_zone",
+    *CONSENT_FLAGS,
+)
 
 
 TEMPLATE_TEXT_FIELDS = ("title", "text", "html", "sms_text", "viber_text")
@@ -80,10 +89,12 @@ def load_batch(ids: list[int]) -> list[Delivery]:
         )
         card_fields = ("bonus", "card")
     clients = {
-        row.pop("id"): SimpleNamespace(**{"bonus": None, "card": None, **row})
+        row["id"]: SimpleNamespace(**{"bonus": None, "card": None, "pk": row["id"], **row})
         for row in clients.values("id", *CLIENT_FIELDS, *card_fields)
     }
-    operators = Operator.objects.only("name").in_bulk({d.operator_id for d in deliveries})
+    operators = Operator.objects.only(
+        "name", "time_zone", "cap_per_day", "cap_per_week", "cap_min_gap_minutes"
+    ).in_bulk({d.operator_id for d in deliveries})
     for delivery in deliveries:
         message = messages[delivery.message_id]
         delivery.recipient = Recipient(
@@ -134,6 +145,37 @@ def send_time_skip_reason(delivery: Delivery, routes) -> tuple[str, str]:
         email=recipient.email,
         routes=routes,
     )
+
+
+def send_later(deliveries: list[Delivery], now) -> dict[int, tuple[object, str]]:
+    """Deliveries that may not go out yet, with when they may and why.
+
+    Outside the campaign's send window in the client's own zone; or past a
+    frequency cap, for a triggered campaign, which tries again in the next slot
+    (a one-off's capped recipient is skipped instead: see capped_now).
+    Takes the cap slots of every other promotional delivery, so call it once,
+    just before sending.
+    """
+    later = {}
+    candidates = []
+    for delivery in deliveries:
+        recipient, campaign, operator = delivery.recipient, delivery.campaign, delivery.operator
+        client_zone = recipient.client.time_zone if recipient.client else ""
+        opening = windows.client_opening(now, campaign, client_zone, operator.time_zone)
+        if opening > now:
+            later[delivery.pk] = (opening, "Waiting for the send window in the client's time zone")
+            continue
+        purpose = campaign.purpose if campaign else recipient.purpose
+        limits = caps.caps_for(campaign, operator)
+        if recipient.client is None or purpose != "promotional" or not limits.active:
+            continue
+        zone = effective_zone(client_zone, operator.time_zone)
+        candidates.append((delivery.pk, recipient.client.pk, delivery.channel, zone, limits))
+    granted = caps.take_slots(candidates, now) if candidates else set()
+    for delivery_id, _client_id, _channel, zone, limits in candidates:
+        if delivery_id not in granted:
+            later[delivery_id] = (caps.next_slot(now, zone, limits), caps.SKIP_REASON)
+    return later
 
 
 def native_fallbacks(delivery: Delivery, backend, account: ProviderAccount, routes) -> list[str]:

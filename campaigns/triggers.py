@@ -46,7 +46,8 @@ from campaigns import queue
 from campaigns.audience import segment_queryset
 from campaigns.fanout import MESSAGE_COLUMNS, insert_from, message_values, settle_new_messages
 from campaigns.models import Campaign, TriggerMembership
-from clients.models import Card, Client
+from clients.models import Card
+from clients.zones import zones_in_use
 
 Trigger = Campaign.Trigger
 
@@ -174,19 +175,6 @@ def occurrences(campaign: Campaign, now):
 # ---------------------------------------------------------------- birthdays
 
 
-def client_zones(operator) -> list[str]:
-    """The time zones the operator's clients are in (the operator's for those without one)."""
-    zones = set(
-        Client.objects.filter(operator=operator)
-        .exclude(time_zone="")
-        .values_list("time_zone", flat=True)
-        .distinct()
-        .order_by()
-    )
-    zones.add(operator.time_zone)
-    return sorted(zones)
-
-
 def _zone(name: str):
     try:
         return zoneinfo.ZoneInfo(name)
@@ -198,7 +186,7 @@ def _birthday_targets(campaign: Campaign, now) -> list[tuple[str, date]]:
     """(zone, the birthday greeted today in that zone) for each zone past the local hour."""
     hour = campaign.trigger_local_hour or 0
     targets = []
-    for name in client_zones(campaign.operator):
+    for name in zones_in_use(campaign.operator_id, campaign.operator.time_zone, cached=False):
         zone = _zone(name)
         if zone is None:
             continue

@@ -25,6 +25,19 @@ class Operator(models.Model):
         max_length=2, default="RU", help_text="Region for phone numbers without a country code."
     )
     is_active = models.BooleanField(default=True)
+    # Frequency caps on promotional messages (0: no cap); a campaign may override each.
+    cap_per_day = models.PositiveSmallIntegerField(
+        _("messages per client per channel a day"),
+        default=0,
+        db_default=0,
+        help_text=_("0: no cap. Service messages are never capped."),
+    )
+    cap_per_week = models.PositiveSmallIntegerField(
+        _("messages per client per channel a week"), default=0, db_default=0
+    )
+    cap_min_gap_minutes = models.PositiveIntegerField(
+        _("minimum gap between two messages on a channel (minutes)"), default=0, db_default=0
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -56,6 +69,13 @@ class PointOfSale(models.Model):
     code = models.CharField("PosCode", max_length=64)
     name = models.CharField(max_length=200)
     city = models.CharField(max_length=100, blank=True)
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        db_default="",
+        help_text=_("IANA zone; clients registered here without a zone of their own get it."),
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -148,6 +168,8 @@ class Client(models.Model):
         indexes = [
             models.Index(fields=["operator", "email"], name="client_operator_email"),
             models.Index(fields=["operator", "last_name"], name="client_operator_last_name"),
+            # The distinct zones of an operator's clients (clients/zones.py).
+            models.Index(fields=["operator", "time_zone"], name="client_operator_time_zone"),
         ]
 
     def __str__(self) -> str:

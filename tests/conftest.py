@@ -224,3 +224,11 @@ def world(sunrise, northwind):
         "delivery": delivery,
         "deliveryevent": event,
     }
+
+
+@pytest.fixture(autouse=True)
+def no_client_zones_from_another_test():
+    # Operator ids come back across tests: a zone list cached by one test would be another's.
+    from django.core.cache import cache
+
+    cache.clear()

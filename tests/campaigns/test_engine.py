@@ -7,7 +7,6 @@ benchmark and chaos suites.
 
 import time
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -15,117 +14,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from campaigns import claims, counters, dispatch, fanout, outcomes, services
-from campaigns.models import Campaign, Delivery, Message, MessageTemplate
+from campaigns.models import Campaign, Delivery, Message
 from clients.models import Client
 from providers.models import ChannelRoute, ProviderAccount
-from providers.simulators.base import SimulatorConfig
-from providers.simulators.cascade_gateway import CascadeGatewaySimulator
-from providers.simulators.pulse import PulseSimulator
+from tests.campaigns.driving import campaign_for, drive, make_clients
 
-
-@pytest.fixture(autouse=True)
-def no_background_tasks(monkeypatch):
-    """The tests drive every step themselves; nothing goes to a broker."""
-    monkeypatch.setattr("campaigns.queue.kick_account", lambda *args, **kwargs: None)
-    monkeypatch.setattr("campaigns.queue.enqueue_fan_out", lambda *args, **kwargs: None)
-    monkeypatch.setattr("campaigns.queue.kick_campaign", lambda *args, **kwargs: None)
-    monkeypatch.setattr(services, "POLL_INTERVAL_SECONDS", 0)
-    monkeypatch.setattr(outcomes, "FIRST_POLL_SECONDS", 0)
-
-
-@pytest.fixture
-def gateway_sim():
-    sim = CascadeGatewaySimulator(
-        config=SimulatorConfig(delivery_delay=0.05), identical_window=0
-    ).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def pulse_sim():
-    sim = PulseSimulator(config=SimulatorConfig(delivery_delay=0.05, send_callbacks=False)).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def setup(sunrise, gateway_sim, pulse_sim):
-    gateway = ProviderAccount.objects.create(
-        operator=sunrise,
-        name="Gateway",
-        backend="cascade_gateway",
-        base_url=gateway_sim.url,
-        credentials={"login": "demo", "password": "demo-pass"},
-        channels=["viber", "vk", "sms"],
-        options={"flavour": "json", "identical_request_seconds": 0},
-        sender_names={"viber": "Shop", "sms": "Shop"},
-        max_batch=200,
-        cost_per_part=Decimal("0.35"),
-    )
-    pulse = ProviderAccount.objects.create(
-        operator=sunrise,
-        name="Pulse",
-        backend="pulse",
-        base_url=pulse_sim.url + "/api/v1",
-        credentials={"token": "test-token"},
-        channels=["sms", "email"],
-        sender_names={"sms": "Shop"},
-        max_batch=500,
-        callback_secrets=["s3cr3t-value-123"],
-    )
-    ChannelRoute.objects.create(operator=sunrise, channel="viber", account=gateway, priority=1)
-    ChannelRoute.objects.create(operator=sunrise, channel="sms", account=pulse, priority=1)
-    template = MessageTemplate.objects.create(
-        operator=sunrise,
-        name="Sale",
-        text="Hi {{ first_name }}, {{ bonus }} points",
-        viber_text="Viber: hi {{ first_name }}",
-        sms_text="SMS: hi {{ first_name }}",
-    )
-    return {
-        "operator": sunrise,
-        "gateway": gateway,
-        "pulse": pulse,
-        "template": template,
-        "gateway_sim": gateway_sim,
-        "pulse_sim": pulse_sim,
-    }
-
-
-def make_clients(operator, count, **fields):
-    Client.objects.bulk_create(
-        [
-            Client(operator=operator, phone=f"7916{i:07d}", first_name=f"C{i}", **fields)
-            for i in range(count)
-        ]
-    )
-
-
-def campaign_for(setup, channels, **fields):
-    return Campaign.objects.create(
-        operator=setup["operator"],
-        name="Sale",
-        template=setup["template"],
-        channels=channels,
-        state=Campaign.State.RUNNING,
-        **fields,
-    )
-
-
-def drive(campaign, accounts, seconds=15):
-    """Dispatch and sweep until every message of the campaign is final."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for account in accounts:
-            dispatch.dispatch_account(account.pk, budget_seconds=5)
-        time.sleep(0.1)
-        services.sweep_once()
-        if not Message.objects.filter(
-            campaign=campaign, status__in=["pending", "in_progress"]
-        ).exists():
-            return True
-    return False
+pytestmark = pytest.mark.usefixtures("no_background_tasks")
 
 
 def test_fan_out_skips_recipients_without_consent_or_address_with_the_reason(setup):

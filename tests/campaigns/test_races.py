@@ -22,13 +22,10 @@ from clients.models import Client
 from providers.base import StatusEvent
 from providers.models import ChannelRoute, ProviderAccount
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def no_background_tasks(monkeypatch):
-    monkeypatch.setattr("campaigns.queue.kick_account", lambda *args, **kwargs: None)
-    monkeypatch.setattr("campaigns.queue.kick_campaign", lambda *args, **kwargs: None)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("no_background_tasks"),
+]
 
 
 @pytest.fixture

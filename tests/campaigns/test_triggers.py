@@ -10,38 +10,21 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from campaigns import counters, outcomes, services, triggers
+from campaigns import counters, services, triggers
 from campaigns.models import Campaign, Message, MessageTemplate
 from clients.models import Card, Client, Tag
 from providers.models import ChannelRoute, ProviderAccount
-from providers.simulators.base import SimulatorConfig
-from providers.simulators.cascade_gateway import CascadeGatewaySimulator
-from tests.campaigns.test_engine import drive
+from tests.campaigns.driving import drive
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def no_background_tasks(monkeypatch):
-    monkeypatch.setattr("campaigns.queue.kick_account", lambda *args, **kwargs: None)
-    monkeypatch.setattr("campaigns.queue.enqueue_fan_out", lambda *args, **kwargs: None)
-    monkeypatch.setattr("campaigns.queue.kick_campaign", lambda *args, **kwargs: None)
-    monkeypatch.setattr(services, "POLL_INTERVAL_SECONDS", 0)
-    monkeypatch.setattr(outcomes, "FIRST_POLL_SECONDS", 0)
-
-
-@pytest.fixture
-def gateway_sim():
-    sim = CascadeGatewaySimulator(
-        config=SimulatorConfig(delivery_delay=0.05), identical_window=0
-    ).start()
-    sim.config.outcome_mix = {"delivered": 1.0}
-    yield sim
-    sim.stop()
+pytestmark = pytest.mark.usefixtures("no_background_tasks")
 
 
 @pytest.fixture
 def gateway(sunrise, gateway_sim):
+    gateway_sim.config.outcome_mix = {"delivered": 1.0}
     account = ProviderAccount.objects.create(
         operator=sunrise,
         name="Gateway",
