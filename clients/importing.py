@@ -29,6 +29,7 @@ from clients import services
 from clients.channels import CONSENT_FLAGS
 from clients.models import Card, Client, ConsentChange, Operator
 from clients.phones import normalize_phone
+from clients.zones import zone_for_new_client
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 50_000
@@ -385,6 +386,7 @@ def apply_import(
                     email=row.email or "",
                     first_name=row.first_name or "",
                     last_name=row.last_name or "",
+                    time_zone=zone_for_new_client(phone=row.phone),
                     **{flag: bool(row.flags.get(flag)) for flag in CONSENT_FLAGS},
                 )
                 for row in new_rows
