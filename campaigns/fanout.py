@@ -199,9 +199,10 @@ def fan_out(campaign_id: int) -> FanOutResult | None:
     campaign = Campaign.objects.select_for_update(no_key=True).filter(pk=campaign_id).first()
     if campaign is None or campaign.state not in (Campaign.State.RUNNING, Campaign.State.PAUSED):
         return None
-    if campaign.fanned_out_at is not None or campaign.kind == Campaign.Kind.TRIGGER:
+    if campaign.fanned_out_at is not None or campaign.kind != Campaign.Kind.ONE_OFF:
         # A triggered campaign has no one-time audience: the sweeper's passes
-        # (campaigns.triggers) create its messages as occurrences fall due.
+        # (campaigns.triggers) create its messages as occurrences fall due. A recurring
+        # one's runs are child campaigns of their own (campaigns.recurring).
         return FanOutResult(0, 0, 0)
     now = timezone.now()
     created = insert_messages(campaign, now)

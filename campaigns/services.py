@@ -19,7 +19,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from campaigns import counters, queue, triggers, windows
+from campaigns import counters, queue, recurring, triggers, windows
 from campaigns.audience import validate_segment
 from campaigns.fanout import db_time
 from campaigns.models import AudienceListEntry, Campaign, Delivery, Message, MessageTemplate
@@ -139,6 +139,22 @@ def validate_for_launch(campaign: Campaign) -> None:
         validate_segment(campaign.segment or {})
     if campaign.kind == Campaign.Kind.TRIGGER:
         validate_trigger(campaign)
+    if campaign.kind == Campaign.Kind.RECURRING:
+        validate_recurrence(campaign)
+
+
+def validate_recurrence(campaign: Campaign) -> None:
+    if campaign.recurrence not in Campaign.Recurrence.values:
+        raise ValidationError(_("Choose how often the campaign repeats."))
+    if campaign.recurrence_time is None:
+        raise ValidationError(_("Choose the time of day each run starts."))
+    if campaign.audience_kind != Campaign.AudienceKind.SEGMENT:
+        raise ValidationError(_("A recurring campaign's audience is a segment, not a list."))
+    day = campaign.recurrence_day
+    if campaign.recurrence == Campaign.Recurrence.WEEKLY and not (day is not None and day <= 6):
+        raise ValidationError(_("Choose the day of the week."))
+    if campaign.recurrence == Campaign.Recurrence.MONTHLY and not (day and 1 <= day <= 28):
+        raise ValidationError(_("Choose the day of the month, 1 to 28."))
 
 
 def validate_trigger(campaign: Campaign) -> None:
@@ -161,6 +177,15 @@ def launch(*, campaign_id: int, at=None) -> Campaign:
     campaign = Campaign.objects.get(pk=campaign_id)
     validate_for_launch(campaign)
     now = timezone.now()
+    if campaign.kind == Campaign.Kind.RECURRING:
+        # Running from now on; its runs start at their times (campaigns/recurring.py).
+        return _set_state(
+            campaign_id,
+            (Campaign.State.DRAFT, Campaign.State.SCHEDULED),
+            Campaign.State.RUNNING,
+            launched_at=now,
+            next_run_at=recurring.next_run(campaign, max(now, at or now)),
+        )
     if at is not None and at > now:
         return _set_state(
             campaign_id, (Campaign.State.DRAFT,), Campaign.State.SCHEDULED, scheduled_at=at
@@ -423,6 +448,7 @@ def sweep_once() -> dict[str, int]:
         "callbacks": drain_callbacks(seconds=5),
         "started": len(start_due_campaigns(now)),
         "triggered": triggers.run_due_triggers(now),
+        "recurring_runs": len(recurring.start_due_runs(now)),
         "requeued": requeue_expired_leases(now),
         "expired": expire_past_ttl(now),
         "polled": poll_statuses(now),
