@@ -12,6 +12,7 @@ from datetime import datetime
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.audience import validate_segment
 from campaigns.models import Campaign, MessageTemplate
@@ -184,6 +185,62 @@ class CampaignForm(forms.Form):
     read_is_final = forms.BooleanField(
         required=False, label="Only 'read' counts as done (delivered but unread falls through)"
     )
+    # What starts it: once, on a trigger, or on a schedule.
+    kind = forms.ChoiceField(
+        label=_("Runs"),
+        choices=[
+            (Campaign.Kind.ONE_OFF, _("Once")),
+            (Campaign.Kind.TRIGGER, _("On a trigger, for each client it catches")),
+            (Campaign.Kind.RECURRING, _("Repeatedly, on a schedule")),
+        ],
+        widget=forms.RadioSelect,
+        initial=Campaign.Kind.ONE_OFF,
+        required=False,  # a form without it (an older page, a script) builds a one-off
+    )
+    trigger = forms.ChoiceField(
+        label=_("Trigger"), choices=[("", "—"), *Campaign.Trigger.choices], required=False
+    )
+    trigger_delay_minutes = forms.IntegerField(
+        label=_("Delay after the event (minutes)"), min_value=0, initial=0, required=False
+    )
+    trigger_days = forms.IntegerField(
+        label=_("Days"),
+        min_value=0,
+        initial=0,
+        required=False,
+        help_text=_(
+            "Birthday: days before (0: on the day). Bonus expiring: within this many days. "
+            "No purchase: for this many days."
+        ),
+    )
+    trigger_local_hour = forms.IntegerField(
+        label=_("Not before (client's local hour)"), min_value=0, max_value=23, required=False
+    )
+    recurrence = forms.ChoiceField(
+        label=_("Repeats"), choices=[("", "—"), *Campaign.Recurrence.choices], required=False
+    )
+    recurrence_time = forms.TimeField(
+        label=_("Run at (operator time)"),
+        required=False,
+        widget=forms.TimeInput(attrs={"type": "time"}),
+    )
+    recurrence_day = forms.IntegerField(
+        label=_("Day"),
+        min_value=0,
+        max_value=28,
+        required=False,
+        help_text=_("Weekly: 0 Monday to 6 Sunday. Monthly: day of the month, 1 to 28."),
+    )
+    cap_per_day = forms.IntegerField(
+        label=_("Cap a day"),
+        min_value=0,
+        required=False,
+        help_text=_("Messages per client per channel; empty: the operator's; 0: no cap."),
+    )
+    cap_per_week = forms.IntegerField(label=_("Cap a week"), min_value=0, required=False)
+    cap_min_gap_minutes = forms.IntegerField(
+        label=_("Minimum gap (minutes)"), min_value=0, required=False
+    )
 
     def __init__(self, *args, operator, **kwargs):
         super().__init__(*args, **kwargs)
@@ -214,12 +271,40 @@ class CampaignForm(forms.Form):
                 cleaned["scheduled_at"] = self.in_operator_time(at)
         else:
             cleaned["scheduled_at"] = None
+        kind = cleaned["kind"] = cleaned.get("kind") or Campaign.Kind.ONE_OFF
+        if kind == Campaign.Kind.TRIGGER and not cleaned.get("trigger"):
+            self.add_error("trigger", _("Choose what triggers the campaign."))
+        if kind == Campaign.Kind.RECURRING:
+            if not cleaned.get("recurrence"):
+                self.add_error("recurrence", _("Choose how often it repeats."))
+            if cleaned.get("recurrence_time") is None:
+                self.add_error("recurrence_time", _("Choose the time of day each run starts."))
+        if kind != Campaign.Kind.ONE_OFF and cleaned.get("audience_kind") == "list":
+            self.add_error("audience_kind", _("Triggered and recurring campaigns use a segment."))
         window = (cleaned.get("send_window_start"), cleaned.get("send_window_end"))
         if (window[0] is None) != (window[1] is None):
             self.add_error("send_window_end", "Give both ends of the send window, or neither.")
         elif window[0] is not None and window[0] == window[1]:
             self.add_error("send_window_end", "The window must not be empty.")
         return cleaned
+
+    def lifecycle(self) -> dict:
+        """The campaign fields of kind, trigger, recurrence and caps, as save_draft takes them."""
+        data = self.cleaned_data
+        kind = data["kind"]
+        return {
+            "kind": kind,
+            "trigger": data.get("trigger") or "" if kind == Campaign.Kind.TRIGGER else "",
+            "trigger_delay_minutes": data.get("trigger_delay_minutes") or 0,
+            "trigger_days": data.get("trigger_days") or 0,
+            "trigger_local_hour": data.get("trigger_local_hour"),
+            "recurrence": data.get("recurrence") or "" if kind == Campaign.Kind.RECURRING else "",
+            "recurrence_time": data.get("recurrence_time"),
+            "recurrence_day": data.get("recurrence_day"),
+            "cap_per_day": data.get("cap_per_day"),
+            "cap_per_week": data.get("cap_per_week"),
+            "cap_min_gap_minutes": data.get("cap_min_gap_minutes"),
+        }
 
     def in_operator_time(self, value: datetime) -> datetime:
         zone = zoneinfo.ZoneInfo(self.operator.time_zone)

@@ -78,8 +78,11 @@ def save_draft(
     send_window: tuple | None = None,
     ttl_minutes: int = 1440,
     read_is_final: bool = False,
+    lifecycle: dict | None = None,
 ) -> Campaign:
     """Create or change a draft campaign as the builder page describes it; one transaction.
+
+    `lifecycle` holds the kind, trigger, recurrence and cap fields (CampaignForm.lifecycle).
 
     `new_text` makes a template of its own when no template is picked;
     `list_entries` (unsaved AudienceListEntry rows) replace the list when given.
@@ -117,6 +120,8 @@ def save_draft(
         campaign.send_window_start, campaign.send_window_end = send_window or (None, None)
         campaign.ttl_minutes = ttl_minutes
         campaign.read_is_final = read_is_final
+        for name, value in (lifecycle or {}).items():
+            setattr(campaign, name, value)
         validate_for_launch(campaign)
         campaign.save()
         if list_entries is not None:

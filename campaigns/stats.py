@@ -10,11 +10,15 @@ reads noted below.
 from __future__ import annotations
 
 import hashlib
+import zoneinfo
 from collections import defaultdict
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 from django.core.cache import cache
 from django.db.models import Count, Q
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from campaigns import counters
 from campaigns.models import Campaign, CampaignCost, Delivery, Message
@@ -212,3 +216,42 @@ def dashboard(campaign: Campaign) -> dict:
         "cost": {currency: f"{amount:.2f}" for currency, amount in spent.items()},
         "finished": campaign.state in (Campaign.State.DONE, Campaign.State.CANCELLED),
     }
+
+
+def sends_per_day(campaign: Campaign, *, days: int = 30, now=None) -> list[dict]:
+    """A triggered campaign's messages per day (operator's calendar) over the last `days` days.
+
+    Every day is listed, empty ones as zero, so the chart's bars line up with dates.
+    Each bar's height is a share of the busiest day, for the page's plain bar chart.
+    """
+    zone = zoneinfo.ZoneInfo(campaign.operator.time_zone)
+    today = (now or timezone.now()).astimezone(zone).date()
+    first = today - timedelta(days=days - 1)
+    since = datetime.combine(first, time(0), tzinfo=zone)
+    rows = (
+        Message.objects.filter(campaign=campaign, created_at__gte=since)
+        .annotate(day=TruncDate("created_at", tzinfo=zone))
+        .values("day")
+        .annotate(
+            messages=Count("id"),
+            delivered=Count(
+                "id", filter=Q(status__in=[DeliveryStatus.DELIVERED, DeliveryStatus.READ])
+            ),
+        )
+        .order_by()
+    )
+    by_day = {row["day"]: row for row in rows}
+    busiest = max([row["messages"] for row in rows] or [0]) or 1
+    chart = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        row = by_day.get(day, {"messages": 0, "delivered": 0})
+        chart.append(
+            {
+                "day": day.isoformat(),
+                "messages": row["messages"],
+                "delivered": row["delivered"],
+                "height": round(100 * row["messages"] / busiest),
+            }
+        )
+    return chart

@@ -23,6 +23,7 @@ registered, and a sweeper that was down an hour catches up on that hour.
 
 from __future__ import annotations
 
+import copy
 import zoneinfo
 from datetime import date, datetime, timedelta
 
@@ -107,6 +108,34 @@ def insert_occurrences(campaign: Campaign, now) -> int:
 
 def audience(campaign: Campaign):
     return segment_queryset(operator_id=campaign.operator_id, segment=campaign.segment or {})
+
+
+def forecast(campaign: Campaign, now, days: int = 7) -> list[int] | None:
+    """How many clients the trigger would catch on each of the next `days` days (the preview).
+
+    Dates already known (birthdays, expiry dates, lapses) are counted ahead, one day
+    at a time; registrations and purchases are not known in advance, so the past
+    days' counts stand for the coming ones. Existing messages are not subtracted:
+    it is what the trigger catches, not what is left to send.
+    """
+    if campaign.trigger == Trigger.ENTERED_SEGMENT:
+        return None  # who will start matching the rules cannot be known ahead
+    probe = copy.copy(campaign)
+    per_day = []
+    for day in range(days):
+        if campaign.trigger == Trigger.BONUS_EXPIRING:
+            # Cards entering the window by the end of day `day`, less those of the days before.
+            probe.trigger_days = campaign.trigger_days + day + 1
+            total = occurrences(probe, now).count()
+            per_day.append(total - sum(per_day))
+            continue
+        if campaign.trigger in (Trigger.REGISTRATION, Trigger.PURCHASE):
+            end = now - timedelta(days=day)
+        else:
+            end = now + timedelta(days=day)
+        probe.launched_at = end - min(timedelta(days=1), lookback())
+        per_day.append(occurrences(probe, end).count())
+    return per_day
 
 
 def window_start(campaign: Campaign, now) -> datetime:

@@ -18,9 +18,10 @@ from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from campaigns import preview, services, stats
+from campaigns import caps, preview, services, stats, triggers
 from campaigns.audience import forecast
 from campaigns.forms import CASCADE_STEPS, CampaignForm, SegmentForm, TemplateForm
 from campaigns.lists import read_list
@@ -106,6 +107,17 @@ def _initial(campaign: Campaign) -> dict:
         "send_window_end": campaign.send_window_end,
         "ttl_minutes": campaign.ttl_minutes,
         "read_is_final": campaign.read_is_final,
+        "kind": campaign.kind,
+        "trigger": campaign.trigger,
+        "trigger_delay_minutes": campaign.trigger_delay_minutes,
+        "trigger_days": campaign.trigger_days,
+        "trigger_local_hour": campaign.trigger_local_hour,
+        "recurrence": campaign.recurrence,
+        "recurrence_time": campaign.recurrence_time,
+        "recurrence_day": campaign.recurrence_day,
+        "cap_per_day": campaign.cap_per_day,
+        "cap_per_week": campaign.cap_per_week,
+        "cap_min_gap_minutes": campaign.cap_min_gap_minutes,
     }
     for step, channel in enumerate(campaign.channels[:CASCADE_STEPS]):
         initial[f"channel_{step}"] = channel
@@ -158,6 +170,7 @@ def campaign_edit(request, pk: int | None = None):
                         send_window=(data.get("send_window_start"), data.get("send_window_end")),
                         ttl_minutes=data["ttl_minutes"],
                         read_is_final=data.get("read_is_final", False),
+                        lifecycle=form.lifecycle(),
                     )
                 except ValidationError as error:
                     form.add_error(None, error)
@@ -251,6 +264,16 @@ def campaign_preview(request, pk: int):
         )
     shown = _with_highlights(preview.preview_campaign(campaign))
     cost = preview.estimate_cost(campaign, recipients=audience["reachable"], preview=shown)
+    caught = None
+    if campaign.kind == Campaign.Kind.TRIGGER:
+        per_day = triggers.forecast(campaign, timezone.now())
+        if per_day is not None:
+            daily = -(-sum(per_day) // len(per_day))  # a day's share of the week, rounded up
+            caught = {
+                "today": per_day[0],
+                "week": sum(per_day),
+                "cost_per_day": preview.estimate_cost(campaign, recipients=daily, preview=shown),
+            }
     return render(
         request,
         "campaigns/preview.html",
@@ -260,6 +283,8 @@ def campaign_preview(request, pk: int):
             "audience": audience,
             "preview": shown,
             "cost": cost,
+            "caught": caught,
+            "caps": caps.caps_for(campaign, operator),
         },
     )
 
@@ -307,7 +332,17 @@ def campaign_detail(request, pk: int):
     return render(
         request,
         "campaigns/detail.html",
-        {"nav": "campaigns", "campaign": campaign, "data": stats.dashboard(campaign)},
+        {
+            "nav": "campaigns",
+            "campaign": campaign,
+            "data": stats.dashboard(campaign),
+            "per_day": stats.sends_per_day(campaign)
+            if campaign.kind == Campaign.Kind.TRIGGER
+            else None,
+            "runs": stats.list_rows(list(campaign.runs.order_by("-pk")[:50]))
+            if campaign.kind == Campaign.Kind.RECURRING
+            else None,
+        },
     )
 
 
