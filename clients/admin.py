@@ -43,7 +43,7 @@ class OperatorAdmin(admin.ModelAdmin):
 
 @admin.register(PointOfSale)
 class PointOfSaleAdmin(OperatorScopedAdmin):
-    list_display = ["code", "name", "city", "operator", "is_active"]
+    list_display = ["code", "name", "city", "time_zone", "operator", "is_active"]
     list_filter = ["operator", "is_active"]
     list_select_related = ["operator"]
     search_fields = ["code", "name", "city"]
@@ -91,7 +91,7 @@ class ConsentChangeInline(admin.TabularInline):
 
 class CardInline(admin.TabularInline):
     model = Card
-    fields = ["number", "bonus", "status", "issued_at"]
+    fields = ["number", "bonus", "bonus_expires_at", "status", "issued_at"]
     readonly_fields = ["issued_at"]
     extra = 0
     show_change_link = True
@@ -174,6 +174,7 @@ class ClientAdmin(OperatorScopedAdmin):
                     "tags",
                     "registered_at",
                     "last_purchase_at",
+                    "time_zone",
                 ]
             },
         ),
@@ -261,7 +262,15 @@ class ConsentChangeAdmin(OperatorScopedAdmin):
 
 @admin.register(Card)
 class CardAdmin(OperatorScopedAdmin):
-    list_display = ["number", "client", "bonus", "status", "operator", "issued_at"]
+    list_display = [
+        "number",
+        "client",
+        "bonus",
+        "bonus_expires_at",
+        "status",
+        "operator",
+        "issued_at",
+    ]
     list_filter = ["status", "operator"]
     list_select_related = ["client", "operator"]
     search_fields = ["=number", "^client__phone"]

@@ -416,3 +416,38 @@ class ApiCredential(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class ClientEvent(models.Model):
+    """A purchase, registration or bonus change a partner reported (api/client/ClientEvent).
+
+    Applying it moves the client's or card's fields that triggers read
+    (last_purchase_at, registered_at, bonus and its expiry); the row keeps what
+    was reported, by whom and when, for the history and for measuring uplift.
+    """
+
+    class Kind(models.TextChoices):
+        PURCHASE = "purchase", _("Purchase")
+        REGISTRATION = "registration", _("Registration")
+        BONUS = "bonus", _("Bonus points")
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="+")
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(_("event"), max_length=16, choices=Kind.choices)
+    occurred_at = models.DateTimeField(_("occurred at"))
+    card = models.ForeignKey(
+        "Card", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    bonus = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    bonus_expires_at = models.DateTimeField(null=True, blank=True)
+    api_credential = models.ForeignKey(
+        ApiCredential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("client event")
+        indexes = [models.Index(fields=["client", "kind", "occurred_at"], name="client_event_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of client {self.client_id} at {self.occurred_at}"

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 
 from clients.channels import CONSENT_FLAGS
-from clients.models import ApiCredential, Client, ConsentChange, Operator
+from clients.models import ApiCredential, Card, Client, ClientEvent, ConsentChange, Operator
 
 
 def change_consent(
@@ -255,3 +256,56 @@ def record_initial_consent_many(
     ]
     ConsentChange.objects.bulk_create(changes, batch_size=2_000)
     return changes
+
+
+class EventRefused(ValueError):
+    """The event names something that is not there (a card of another client)."""
+
+
+def record_client_event(
+    *,
+    client: Client,
+    kind: str,
+    occurred_at,
+    card_number: int | None = None,
+    bonus=None,
+    bonus_expires_at=None,
+    api_credential=None,
+) -> ClientEvent:
+    """Keep a partner's event and move what triggers read; call inside a transaction.
+
+    A purchase moves `last_purchase_at` forward only (a late report of an older
+    purchase does not make the client look lapsed); a registration sets
+    `registered_at` once; a bonus event sets the card's balance and expiry.
+    """
+    card = None
+    if kind == ClientEvent.Kind.BONUS:
+        card = (
+            Card.objects.select_for_update(no_key=True)
+            .filter(operator_id=client.operator_id, client=client, number=card_number)
+            .first()
+        )
+        if card is None:
+            raise EventRefused(f"Card {card_number} is not this client's")
+        if bonus is not None:
+            card.bonus = bonus
+        card.bonus_expires_at = bonus_expires_at
+        card.save(update_fields=["bonus", "bonus_expires_at"])
+    elif kind == ClientEvent.Kind.PURCHASE:
+        Client.objects.filter(pk=client.pk).filter(
+            Q(last_purchase_at__isnull=True) | Q(last_purchase_at__lt=occurred_at)
+        ).update(last_purchase_at=occurred_at)
+    elif kind == ClientEvent.Kind.REGISTRATION:
+        Client.objects.filter(pk=client.pk, registered_at__isnull=True).update(
+            registered_at=occurred_at
+        )
+    return ClientEvent.objects.create(
+        operator_id=client.operator_id,
+        client=client,
+        kind=kind,
+        occurred_at=occurred_at,
+        card=card,
+        bonus=bonus,
+        bonus_expires_at=bonus_expires_at,
+        api_credential=api_credential,
+    )

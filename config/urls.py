@@ -22,6 +22,11 @@ urlpatterns = [
         lcmanager.ClientUpdateCommunicationView.as_view(),
         name="client-update-communication",
     ),
+    path(
+        "api/client/ClientEvent",
+        lcmanager.ClientEventView.as_view(),
+        name="client-event",
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as a file (?script), so the page
     # runs under the same Content-Security-Policy as every other: no inline scripts.

@@ -68,3 +68,39 @@ MESSAGE_STATUS_RESPONSE = Contract(
         Field("Message", "string", inherited=True, description="What went wrong, if anything."),
     ),
 )
+
+CLIENT_EVENT_REQUEST = Contract(
+    root="ClientEventRequest",
+    namespace=CASCADE_NAMESPACE,
+    base_namespace=ABSTRACTIONS_NAMESPACE,
+    fields=(
+        Field("Client", "integer", description="Participant (client) id."),
+        Field("Event", "string", description="purchase, registration or bonus."),
+        Field(
+            "OccurredAt",
+            "string",
+            description="ISO 8601 with an offset, e.g. 2026-12-07T10:15:00+03:00; absent: now.",
+        ),
+        Field("Card", "integer", description="bonus: the card whose balance changed."),
+        Field("Bonus", "decimal", description="bonus: the card's balance now."),
+        Field(
+            "BonusExpiresAt",
+            "string",
+            description="bonus: when the balance expires, ISO 8601; absent: it does not.",
+        ),
+        Field("Operator", "integer", inherited=True, description="Operator id."),
+        Field("Token", "integer", inherited=True, description="Partner token."),
+        Field("SiteCode", "string", inherited=True, description="Widget site code."),
+    ),
+)
+
+CLIENT_EVENT_RESPONSE = Contract(
+    root="ClientEventResponse",
+    namespace=CASCADE_NAMESPACE,
+    base_namespace=ABSTRACTIONS_NAMESPACE,
+    fields=(
+        Field("EventId", "integer", description="Id of the recorded event."),
+        Field("ErrorCode", "integer", inherited=True, description="0 on success."),
+        Field("Message", "string", inherited=True, description="What went wrong, if anything."),
+    ),
+)

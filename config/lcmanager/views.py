@@ -15,18 +15,25 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.db import transaction
 from django.db.models import Prefetch
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from campaigns import counters, partner
 from campaigns.models import Delivery, PartnerSend
-from clients.models import Client
-from clients.services import change_consent
+from clients.models import Client, ClientEvent
+from clients.services import EventRefused, change_consent, record_client_event
 from config.lcmanager import codes
 from config.lcmanager.auth import AuthenticationFailed, FailedAuthThrottle, authenticate, over_rate
 from config.lcmanager.errors import FormatError
-from config.lcmanager.extension import MESSAGE_STATUS_REQUEST, MESSAGE_STATUS_RESPONSE
+from config.lcmanager.extension import (
+    CLIENT_EVENT_REQUEST,
+    CLIENT_EVENT_RESPONSE,
+    MESSAGE_STATUS_REQUEST,
+    MESSAGE_STATUS_RESPONSE,
+)
 from config.lcmanager.negotiation import RequestFormatNegotiation
 from config.lcmanager.openapi import describe
 from config.lcmanager.parsers import (
@@ -300,3 +307,78 @@ def status_fields(partner_send: PartnerSend) -> dict:
         for delivery in message.deliveries.all()
     ]
     return {"MessageId": partner_send.pk, "Status": message.status, "Steps": steps}
+
+
+class ClientEventView(LCManagerView):
+    """POST api/client/ClientEvent: Cascade's extension, a purchase, registration or bonus change.
+
+    Partners' purchases and registrations reach Cascade here, so the purchase,
+    registration, win-back and bonus-expiring triggers fire from partner data.
+    """
+
+    request_contract = CLIENT_EVENT_REQUEST
+    response_contract = CLIENT_EVENT_RESPONSE
+
+    @describe(
+        request_contract=CLIENT_EVENT_REQUEST,
+        response_contract=CLIENT_EVENT_RESPONSE,
+        summary="Record a client's purchase, registration or bonus change (Cascade's extension)",
+        description=(
+            "purchase moves the client's last purchase forward; registration sets the "
+            "registration time once; bonus sets a card's balance and its expiry. Each is kept "
+            "as an event. Same envelope, credentials and ErrorCode table as the LCManager methods."
+        ),
+    )
+    @transaction.atomic
+    def post(self, request):
+        data = self.validated(request.data)
+        credential = self.authenticated(request, data)
+        client_id = data.get("Client")
+        if client_id is None:
+            raise Answer(codes.INVALID_REQUEST, "Client is required")
+        kind = (data.get("Event") or "").strip().lower()
+        if kind not in ClientEvent.Kind.values:
+            raise Answer(
+                codes.INVALID_REQUEST,
+                f"Event must be one of {', '.join(ClientEvent.Kind.values)}",
+            )
+        occurred_at = _moment(data, "OccurredAt") or timezone.now()
+        expires_at = _moment(data, "BonusExpiresAt")
+        if kind == ClientEvent.Kind.BONUS and data.get("Card") is None:
+            raise Answer(codes.INVALID_REQUEST, "Card is required for a bonus event")
+        if data.get("Bonus") is not None and data["Bonus"] < 0:
+            raise Answer(codes.INVALID_REQUEST, "Bonus must not be negative")
+        client = Client.objects.filter(pk=client_id, operator_id=credential.operator_id).first()
+        if client is None:
+            raise Answer(codes.NOT_FOUND, f"Client {client_id} not found")
+        try:
+            event = record_client_event(
+                client=client,
+                kind=kind,
+                occurred_at=occurred_at,
+                card_number=data.get("Card"),
+                bonus=data.get("Bonus"),
+                bonus_expires_at=expires_at,
+                api_credential=credential,
+            )
+        except EventRefused as error:
+            raise Answer(codes.NOT_FOUND, str(error)) from error
+        return self.answer(codes.OK, EventId=event.pk)
+
+
+def _moment(data: dict, field: str):
+    """An ISO 8601 date and time with an offset, or None when absent; a clear error otherwise."""
+    value = data.get(field)
+    if value in (None, ""):
+        return None
+    try:
+        moment = parse_datetime(value.strip())
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise Answer(
+            codes.INVALID_REQUEST,
+            f"{field} must be an ISO 8601 date and time with an offset, "
+            "e.g. 2026-12-07T10:15:00+03:00",
+        )
+    return moment

@@ -6,7 +6,7 @@ import yaml  # noqa: F401 - drf-spectacular depends on PyYAML
 from django.core.management import call_command
 
 
-def test_the_schema_describes_the_three_endpoints_with_seed_examples(client, db):
+def test_the_schema_describes_the_four_endpoints_with_seed_examples(client, db):
     response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     schema = json.loads(response.content)
@@ -15,6 +15,7 @@ def test_the_schema_describes_the_three_endpoints_with_seed_examples(client, db)
         "/api/marketing/SendMessageProcess",
         "/api/client/ClientUpdateCommunication",
         "/api/marketing/MessageStatus",
+        "/api/client/ClientEvent",
     }
     send = schema["paths"]["/api/marketing/SendMessageProcess"]["post"]
     body = send["requestBody"]["content"]
