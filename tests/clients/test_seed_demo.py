@@ -27,7 +27,7 @@ def test_seed_demo_twice_gives_the_same_counts(db):
     run_seed()
     assert counts() == after_first
     assert after_first["clients.Operator"] == 2
-    assert after_first["clients.Client"] == 80
+    assert after_first["clients.Client"] == 80 + 2 * 30  # and 30 per operator to fire triggers
     assert after_first["clients.PointOfSale"] == 4
     assert after_first["providers.ProviderAccount"] == 8  # four simulator accounts per operator
     assert after_first["providers.ChannelRoute"] == 12
@@ -42,7 +42,7 @@ def test_seed_demo_gives_a_realistic_mix_with_history(db):
         assert clients.exclude(email="").exists()
         assert not clients.filter(phone="", email="").exists()
     assert ConsentChange.objects.filter(source="import").exists()
-    assert Client.objects.filter(cards__isnull=False).distinct().count() == 80
+    assert Client.objects.filter(cards__isnull=False).distinct().count() == 80 + 2 * 5
 
 
 def test_the_printed_password_logs_in(client, db):
@@ -52,3 +52,24 @@ def test_the_printed_password_logs_in(client, db):
     assert user.check_password(password) and user.is_superuser
     assert client.login(username="admin", password=password)
     assert client.get("/admin/clients/client/").status_code == 200
+
+
+def test_seed_demo_gives_a_running_campaign_per_trigger_that_fires_within_minutes(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from campaigns import triggers
+    from campaigns.models import Campaign
+
+    run_seed()
+    operator = Operator.objects.get(code="sunrise")
+    running = Campaign.objects.filter(operator=operator, kind="trigger", state="running")
+    assert set(running.values_list("trigger", flat=True)) == set(Campaign.Trigger.values)
+    soon = timezone.now() + timedelta(minutes=6)
+    # Entering the segment needs a change after the first pass's baseline: not counted here.
+    fired = {
+        c.trigger: triggers.occurrences(c, soon).count()
+        for c in running.exclude(trigger="entered_segment")
+    }
+    assert all(count >= 5 for count in fired.values()) and len(fired) == 5, fired

@@ -8,6 +8,7 @@ made. The superuser's password is set and printed on every run.
 import os
 import random
 import secrets
+import zoneinfo
 from datetime import timedelta
 from decimal import Decimal
 
@@ -154,6 +155,99 @@ class Command(BaseCommand):
             self.stdout.write(f"{operator.name}: clients already seeded, left as they are.")
             return
         self.create_clients(operator, phone_prefix, client_count, points, tags, rng)
+        self.seed_lifecycle(operator, phone_prefix, client_count)
+
+    def seed_lifecycle(self, operator, phone_prefix, client_count):
+        """One running campaign per trigger, and clients whose dates make each fire within
+        minutes of `make run`, so a newcomer sees triggered messages flow."""
+        now = timezone.now()
+        local_today = now.astimezone(zoneinfo.ZoneInfo(operator.time_zone)).date()
+        base = dict(operator=operator, channels=[Channel.VIBER, Channel.SMS])
+        base.update(kind=Campaign.Kind.TRIGGER, state=Campaign.State.RUNNING)
+        base.update(launched_at=now - timedelta(minutes=1))
+        extra = [
+            Client(
+                operator=operator,
+                phone=f"{phone_prefix}{client_count + n:07d}",
+                first_name=name,
+                last_name="Демо",
+                allow_sms=True,
+                registered_at=now - timedelta(days=400),
+                last_purchase_at=now - timedelta(days=10),
+            )
+            for n, name in enumerate(["Алина", "Борис", "Вера", "Глеб", "Дина", "Егор"] * 5)
+        ]
+        Client.objects.bulk_create(extra)
+        groups = [list(Client.objects.filter(pk__in=[c.pk for c in extra[n::6]])) for n in range(6)]
+        welcome, birthday, expiring, lapsed, bought, _entered = groups
+        Client.objects.filter(pk__in=[c.pk for c in welcome]).update(registered_at=now)
+        Client.objects.filter(pk__in=[c.pk for c in birthday]).update(
+            birth_date=local_today.replace(year=1990)
+        )
+        Client.objects.filter(pk__in=[c.pk for c in lapsed]).update(
+            last_purchase_at=now - timedelta(days=60) + timedelta(minutes=3)
+        )
+        Client.objects.filter(pk__in=[c.pk for c in bought]).update(last_purchase_at=now)
+        Card.objects.bulk_create(
+            Card(
+                operator=operator,
+                client=client,
+                number=int(f"{3000 + operator.pk}{client.pk:09d}"),
+                bonus=Decimal(500),
+                bonus_expires_at=now + timedelta(days=3),
+            )
+            for client in expiring
+        )
+        campaigns = [
+            (
+                "Добро пожаловать",
+                "registration",
+                "Добро пожаловать, {{ first_name }}! Вам 200 бонусов.",
+                {"trigger_delay_minutes": 2},
+            ),
+            (
+                "С днём рождения",
+                "birthday",
+                "{{ first_name }}, с днём рождения! Дарим скидку 15%.",
+                {"trigger_local_hour": 0},
+            ),
+            (
+                "Бонусы сгорают",
+                "bonus_expiring",
+                "{{ first_name }}, {{ bonus }} бонусов сгорят через 3 дня.",
+                {"trigger_days": 7},
+            ),
+            (
+                "Мы скучаем",
+                "no_purchase",
+                "{{ first_name }}, давно не виделись: скидка 10% до воскресенья.",
+                {"trigger_days": 60},
+            ),
+            (
+                "Спасибо за покупку",
+                "purchase",
+                "Спасибо за покупку, {{ first_name }}! Оцените нас.",
+                {"trigger_delay_minutes": 5},
+            ),
+            (
+                "Новый VIP",
+                "entered_segment",
+                "{{ first_name }}, теперь вы VIP!",
+                {"segment": {"tags": ["vip"]}},
+            ),
+        ]
+        for name, trigger, text, fields in campaigns:
+            template, _ = MessageTemplate.objects.get_or_create(
+                operator=operator, name=name, defaults={"text": text}
+            )
+            Campaign.objects.get_or_create(
+                operator=operator,
+                name=f"{name} (триггер)",
+                defaults={**base, "template": template, "trigger": trigger, **fields},
+            )
+        self.stdout.write(
+            f"{operator.name}: 6 triggered campaigns, {len(extra)} clients to fire them."
+        )
 
     def seed_providers(self, operator):
         """Accounts at the local simulators (`manage.py run_simulators`), so the demo sends over HTTP."""
