@@ -156,7 +156,12 @@ def insert_first_deliveries(campaign: Campaign, now) -> None:
         "CASE " + " ".join(f"WHEN {e[0]} THEN {i}" for i, e in enumerate(eligible)) + " ELSE 0 END"
     )
     channel_case = "CASE " + " ".join(f"WHEN {e[0]} THEN %s" for e in eligible) + " ELSE %s END"
-    account_case = "CASE " + " ".join(f"WHEN {e[0]} THEN %s" for e in eligible) + " ELSE NULL END"
+    # Typed: with no route at all every THEN is NULL, and PostgreSQL would call the CASE text.
+    account_case = (
+        "CASE "
+        + " ".join(f"WHEN {e[0]} THEN CAST(%s AS BIGINT)" for e in eligible)
+        + " ELSE NULL END"
+    )
     any_eligible = " OR ".join(f"({e[0]})" for e in eligible) or "FALSE"
     channel_params = [*channels, channels[0]]
     account_params = [routes[c].primary if c in routes else None for c in channels]

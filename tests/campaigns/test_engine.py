@@ -473,3 +473,14 @@ def test_an_smtp_connection_reset_mid_batch_sends_each_email_once(setup):
         assert counters.counts(campaign.pk) == counters.recount(campaign.pk)
     finally:
         smtp.stop()
+
+
+def test_a_channel_without_a_route_is_skipped_with_no_route_not_a_crash(setup):
+    ChannelRoute.objects.all().delete()
+    make_clients(setup["operator"], 2, allow_sms=True)
+    campaign = campaign_for(setup, ["sms"])
+    result = fanout.fan_out(campaign.pk)
+    assert (result.messages, result.skipped) == (2, 2)
+    assert set(Delivery.objects.filter(campaign=campaign).values_list("error_code", flat=True)) == {
+        "no_route"
+    }
