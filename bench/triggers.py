@@ -40,11 +40,11 @@ def load_clients(operator, count: int, phone_base: int) -> None:
             " created_at, updated_at)"
             " SELECT %s, CAST(%s + g AS VARCHAR), '', 'Client' || g, '', '', '[]', '', '',"
             " TRUE, FALSE, FALSE, FALSE,"
-            " DATE '1960-01-01' + (g * 7919 %% 16000),"
+            " DATE '1960-01-01' + CAST(g * 7919 %% 16000 AS INTEGER),"
             " now() - interval '1 minute' * (g * 131 %% (3 * 365 * 1440)),"
             " now() - interval '1 minute' * (g * 977 %% (400 * 1440)),"
             " (CAST(%s AS text[]))[1 + g %% 5], now(), now()"
-            " FROM generate_series(1, %s) g",
+            " FROM generate_series(CAST(1 AS BIGINT), %s) g",
             [operator.pk, phone_base, ZONES, count],
         )
         cursor.execute(
