@@ -46,6 +46,7 @@ ANY_VALUE = {
 CSRF_EXEMPT = {
     "send-message-process",
     "client-update-communication",
+    "client-event",
     "message-status",
     "api-schema",
     "api-docs",
