@@ -346,8 +346,9 @@ class ClientEventView(LCManagerView):
         expires_at = _moment(data, "BonusExpiresAt")
         if kind == ClientEvent.Kind.BONUS and data.get("Card") is None:
             raise Answer(codes.INVALID_REQUEST, "Card is required for a bonus event")
-        if data.get("Bonus") is not None and data["Bonus"] < 0:
-            raise Answer(codes.INVALID_REQUEST, "Bonus must not be negative")
+        bonus = data.get("Bonus")
+        if bonus is not None and not 0 <= bonus < BONUS_LIMIT:
+            raise Answer(codes.INVALID_REQUEST, f"Bonus must be from 0 to {BONUS_LIMIT - 1}")
         client = Client.objects.filter(pk=client_id, operator_id=credential.operator_id).first()
         if client is None:
             raise Answer(codes.NOT_FOUND, f"Client {client_id} not found")
@@ -364,6 +365,10 @@ class ClientEventView(LCManagerView):
         except EventRefused as error:
             raise Answer(codes.NOT_FOUND, str(error)) from error
         return self.answer(codes.OK, EventId=event.pk)
+
+
+# Card.bonus holds 14 digits, 2 of them after the point.
+BONUS_LIMIT = 10**12
 
 
 def _moment(data: dict, field: str):

@@ -75,6 +75,16 @@ def test_a_bonus_event_sets_the_cards_balance_and_expiry_in_xml(client, api):  #
             "with an offset",
         ),
         ({"Client": 1, "Event": "bonus"}, codes.INVALID_REQUEST, "Card is required"),
+        (
+            {"Client": 1, "Event": "bonus", "Card": 1, "Bonus": -1},
+            codes.INVALID_REQUEST,
+            "Bonus must be from 0",
+        ),
+        (
+            {"Client": 1, "Event": "bonus", "Card": 1, "Bonus": 1e15},
+            codes.INVALID_REQUEST,
+            "Bonus must be from 0",
+        ),
         ({"Client": 999999, "Event": "purchase"}, codes.NOT_FOUND, "Client 999999 not found"),
     ],
 )
