@@ -23,6 +23,7 @@ import time
 from datetime import timedelta
 
 from bench.common import machine, print_result
+from bench.pg import run_on_postgres
 
 ROUNDS = 30
 
@@ -32,27 +33,8 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()
-    temp_pg = None
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        from bench.pg import TempPostgres
-
-        temp_pg = TempPostgres()
-        os.environ["DATABASE_URL"] = temp_pg.start()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("DEBUG", "1")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        result = run(args)
-    finally:
-        if temp_pg:
-            temp_pg.stop()
-    print_result(result)
+    print_result(run_on_postgres(run, args))
 
 
 def build(n: int):

@@ -66,3 +66,25 @@ class TempPostgres:
 
     def stop(self) -> None:
         self._script("pg_temp_stop")
+
+
+def run_on_postgres(run, args):
+    """Migrate and call run(args) on DATABASE_URL's PostgreSQL, or on a throw-away cluster
+    started (and stopped) here when DATABASE_URL points elsewhere; returns run's result."""
+    temp_pg = None
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        temp_pg = TempPostgres()
+        os.environ["DATABASE_URL"] = temp_pg.start()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DEBUG", "1")
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        return run(args)
+    finally:
+        if temp_pg:
+            temp_pg.stop()

@@ -20,10 +20,10 @@ the slowdown. The last line is one JSON object.
 """
 
 import argparse
-import os
 import time
 
 from bench.common import machine, print_result
+from bench.pg import run_on_postgres
 
 SMALL = 10_000
 ZONES = ["Europe/Kaliningrad", "Europe/Moscow", "Asia/Yekaterinburg", "Asia/Novosibirsk", ""]
@@ -141,26 +141,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1_000_000)
     parser.add_argument("--dispatch-recipients", type=int, default=100_000)
     args = parser.parse_args()
-    temp_pg = None
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        from bench.pg import TempPostgres
-
-        temp_pg = TempPostgres()
-        os.environ["DATABASE_URL"] = temp_pg.start()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("DEBUG", "1")
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        result = run(args)
-    finally:
-        if temp_pg:
-            temp_pg.stop()
-    print_result(result)
+    print_result(run_on_postgres(run, args))
 
 
 def run(args) -> dict:

@@ -65,11 +65,12 @@ MESSAGE_COLUMNS = [
 ]
 
 
-def insert_from(queryset, columns: list[str]) -> int:
-    """INSERT … SELECT of a queryset's values into messages; an existing recipient is kept."""
+def insert_from(queryset, columns: list[str], *, model=Message) -> int:
+    """INSERT … SELECT of a queryset's values into `model`'s table (messages unless told);
+    a row that would break a unique constraint (an existing recipient) is kept as it is."""
     select_sql, params = queryset.query.sql_with_params()
     sql = (
-        f"INSERT INTO {Message._meta.db_table} ({', '.join(columns)}) {select_sql} "
+        f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) {select_sql} "
         "ON CONFLICT DO NOTHING"
     )
     with connection.cursor() as cursor:

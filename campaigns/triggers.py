@@ -28,7 +28,7 @@ import zoneinfo
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import (
     Case,
     CharField,
@@ -318,7 +318,9 @@ def _entered_segment(campaign: Campaign, now) -> int:
         .order_by()
         .values_list("t_campaign", "pk", "t_entered")
     )
-    entered = _insert_memberships(newcomers)
+    entered = insert_from(
+        newcomers, ["campaign_id", "client_id", "entered_at"], model=TriggerMembership
+    )
     if not entered or campaign.triggers_checked_at is None:
         return 0
     fresh = audience(campaign).filter(
@@ -328,14 +330,3 @@ def _entered_segment(campaign: Campaign, now) -> int:
     )
     key = _key("entered", Value(now.isoformat()))
     return insert_from(_for_clients(campaign, now, fresh, key), MESSAGE_COLUMNS)
-
-
-def _insert_memberships(queryset) -> int:
-    select_sql, params = queryset.query.sql_with_params()
-    sql = (
-        f"INSERT INTO {TriggerMembership._meta.db_table} (campaign_id, client_id, entered_at) "
-        f"{select_sql} ON CONFLICT DO NOTHING"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
