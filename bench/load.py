@@ -60,7 +60,7 @@ from bench.common import cpu_snapshot, free_port, machine, print_result
 from bench.wrk import errors, find_wrk, run_wrk, summary
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-SCENARIOS = ("send", "consent", "pulse", "bsg", "dashboard")
+SCENARIOS = ("send", "consent", "pulse", "bsg", "dashboard", "redirect")
 CALLBACK_SCENARIOS = ("pulse", "bsg")
 CONSENT_CLIENTS = 10_000
 SEND_PHONE = 79001234567
@@ -94,6 +94,9 @@ def parse_args(argv=None):
         help="submitted deliveries per callback scenario (each callback is about another one)",
     )
     parser.add_argument("--dashboard-recipients", type=int, default=100_000)
+    parser.add_argument(
+        "--redirect-messages", type=int, default=100_000, help="messages with a tracked link"
+    )
     parser.add_argument(
         "--dashboard-connections",
         type=int,
@@ -283,7 +286,33 @@ def create_fixture(args, gateway_url: str) -> dict:
             "name": campaign.name,
             "cookie": f"sessionid={browser.cookies['sessionid'].value}",
         }
+    if "redirect" in args.scenarios:
+        fixture["redirect"] = tracked_links(operator, args.redirect_messages)
     return fixture
+
+
+def tracked_links(operator, count: int) -> dict:
+    """A campaign of `count` messages whose template holds one tracked link, and their codes."""
+    from campaigns import links
+    from campaigns.models import Campaign, Message, MessageTemplate
+
+    template = MessageTemplate.objects.create(
+        operator=operator, name="Bench link", text="Sale https://shop.example/sale"
+    )
+    campaign = Campaign.objects.create(
+        operator=operator,
+        name="Bench links",
+        template=template,
+        channels=["sms"],
+        track_links=True,
+        state=Campaign.State.RUNNING,
+    )
+    Message.objects.bulk_create(
+        Message(operator=operator, campaign=campaign, recipient_key=f"r{i}", phone="79160000000")
+        for i in range(count)
+    )
+    ids = Message.objects.filter(campaign=campaign).values_list("pk", flat=True)
+    return {"paths": [f"/l/{links.encode(pk, 'sms', 0)}" for pk in ids], "campaign_id": campaign.pk}
 
 
 def submitted_deliveries(operator, backend, channel, secret, prefix, count) -> dict:
@@ -403,6 +432,16 @@ def request_for(name: str, fixture: dict) -> dict:
             "media_type": "application/json",
             "ok": "OK",
         }
+    if name == "redirect":
+        return {
+            "method": "GET",
+            "path": "",
+            "paths": fixture["redirect"]["paths"],
+            "body": "",
+            "media_type": "",
+            "ok": "",
+            "status": 302,
+        }
     dashboard = fixture["dashboard"]
     return {
         "method": "GET",
@@ -416,6 +455,10 @@ def request_for(name: str, fixture: dict) -> dict:
 
 def run_scenario(name, wrk, base, fixture, args, workdir, server, cluster, postmaster) -> dict:
     spec = request_for(name, fixture)
+    if spec.get("paths"):
+        spec["paths_file"] = os.path.join(workdir, f"{name}.paths")
+        with open(spec["paths_file"], "w") as file:
+            file.write("\n".join(spec["paths"]) + "\n")
     callbacks = fixture.get(name) if name in CALLBACK_SCENARIOS else None
     start = callbacks["next"] if callbacks else 1
     connections = args.dashboard_connections if name == "dashboard" else args.connections

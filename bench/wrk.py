@@ -21,6 +21,11 @@ end
 function init(args)
   method, path, body, content_type, ok_pattern, cookie = args[1], args[2], args[3], args[4], args[5], args[6]
   start, client_base, clients = tonumber(args[7]), tonumber(args[8]), tonumber(args[9])
+  ok_status = tonumber(args[11])
+  paths = {}
+  if args[10] ~= "" then
+    for line in io.lines(args[10]) do table.insert(paths, line) end
+  end
   counter, bad_status, bad_body, first_bad = 0, 0, 0, ""
   headers = {}
   if content_type ~= "" then
@@ -43,11 +48,13 @@ function request()
   counter = counter + 1
   local payload = nil
   if body ~= "" then payload = fill(body, n) end
-  return wrk.format(method, fill(path, n), headers, payload)
+  local target = path
+  if #paths > 0 then target = paths[(n % #paths) + 1] end
+  return wrk.format(method, fill(target, n), headers, payload)
 end
 
 function response(status, headers, body)
-  if status ~= 200 then
+  if status ~= ok_status then
     bad_status = bad_status + 1
   elseif not string.find(body, ok_pattern) then
     bad_body = bad_body + 1
@@ -109,7 +116,8 @@ def run_wrk(
     """One wrk run (one thread) of WRK_SCRIPT: its figures, and the first bad answer or "".
 
     spec holds method, path and body (templates, see WRK_SCRIPT), media_type, ok (a Lua
-    pattern that a good answer's body holds) and optionally cookie.
+    pattern that a good answer's body holds) and optionally cookie, status (the good
+    answer's, 200 unless told) and paths_file (one path per line, taken in turn).
     """
     script = os.path.join(workdir, "load.lua")
     with open(script, "w") as file:
@@ -135,6 +143,8 @@ def run_wrk(
             str(start),
             str(client_base),
             str(clients),
+            spec.get("paths_file", ""),
+            str(spec.get("status", 200)),
         ],
         capture_output=True,
         text=True,

@@ -20,7 +20,7 @@ from django.db.models import CharField, Count, F, JSONField, Value
 from django.db.models.functions import Cast, Coalesce, Concat, NullIf
 from django.utils import timezone
 
-from campaigns import counters
+from campaigns import counters, experiments
 from campaigns.audience import segment_queryset
 from campaigns.eligibility import eligible_sql
 from campaigns.models import AudienceListEntry, Campaign, Delivery, Message
@@ -148,8 +148,9 @@ def insert_messages(campaign: Campaign, now) -> int:
     return insert_from(source, MESSAGE_COLUMNS)
 
 
-def insert_first_deliveries(campaign: Campaign, now) -> None:
-    """The first delivery of each of the campaign's messages created at `now` that has none."""
+def insert_first_deliveries(campaign: Campaign, now, *, created_at=True) -> None:
+    """The first delivery of each of the campaign's messages created at `now` that has none
+    (of every message in progress that has none, with created_at=False)."""
     routes = routes_for(campaign.operator_id)
     channels = list(campaign.channels)
     eligible = [eligible_sql(channel, campaign.purpose, routes) for channel in channels]
@@ -181,7 +182,7 @@ def insert_first_deliveries(campaign: Campaign, now) -> None:
             %s, 0, %s, %s, %s, %s,
             CASE WHEN {any_eligible} THEN NULL ELSE %s END
         FROM {Message._meta.db_table} m LEFT JOIN {Client._meta.db_table} c ON c.id = m.client_id
-        WHERE m.campaign_id = %s AND m.status = %s AND m.created_at = %s
+        WHERE m.campaign_id = %s AND m.status = %s {"AND m.created_at = %s" if created_at else ""}
           AND NOT EXISTS (SELECT 1 FROM {Delivery._meta.db_table} d WHERE d.message_id = m.id)
     """  # noqa: S608 - only our own column and flag names are interpolated
     params = [
@@ -193,7 +194,7 @@ def insert_first_deliveries(campaign: Campaign, now) -> None:
         *map(db_time, (now, expires_at, now, now, now)),
         campaign.pk,
         Message.Status.IN_PROGRESS,
-        db_time(now),
+        *([db_time(now)] if created_at else []),
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -223,7 +224,18 @@ def settle_new_messages(campaign: Campaign, now) -> tuple[int, int]:
     The fan-out calls it once; a trigger pass calls it for each batch of newcomers.
     Returns (queued, skipped).
     """
+    experiments.assign_groups(campaign, now)
     insert_first_deliveries(campaign, now)
+    return count_new_deliveries(campaign, now)
+
+
+def settle_waiting_messages(campaign: Campaign, now) -> tuple[int, int]:
+    """First deliveries for the messages that waited for a test's winner (now in progress)."""
+    insert_first_deliveries(campaign, now, created_at=False)
+    return count_new_deliveries(campaign, now)
+
+
+def count_new_deliveries(campaign: Campaign, now) -> tuple[int, int]:
     deltas: Counter = Counter()
     tally: Counter = Counter()
     for (channel, status), count in _grouped(campaign.pk, now).items():
@@ -234,7 +246,7 @@ def settle_new_messages(campaign: Campaign, now) -> tuple[int, int]:
         Message.objects.filter(
             campaign=campaign,
             status=Message.Status.IN_PROGRESS,
-            created_at=now,
+            deliveries__created_at=now,
             deliveries__status=DeliveryStatus.SKIPPED,
         ).update(status=Message.Status.SKIPPED, updated_at=now)
     return tally[DeliveryStatus.QUEUED], tally[DeliveryStatus.SKIPPED]

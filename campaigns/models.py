@@ -92,6 +92,16 @@ class Campaign(models.Model):
         WEEKLY = "weekly", _("Every week")
         MONTHLY = "monthly", _("Every month")
 
+    class Testing(models.TextChoices):
+        NONE = "none", _("No variants")
+        SPLIT = "split", _("Fixed split")
+        WINNER = "winner", _("Test, then send the winner")
+
+    class WinnerMetric(models.TextChoices):
+        DELIVERED = "delivered", _("Delivery rate")
+        READ = "read", _("Read rate")
+        CLICK = "click", _("Click rate")
+
     class Trigger(models.TextChoices):
         REGISTRATION = "registration", _("Registration")
         BIRTHDAY = "birthday", _("Birthday")
@@ -190,6 +200,55 @@ class Campaign(models.Model):
     cap_min_gap_minutes = models.PositiveIntegerField(
         _("minimum gap between two messages (minutes)"), null=True, blank=True
     )
+    # Experiments (campaigns/experiments.py): content variants and a control group.
+    ab_mode = models.CharField(
+        _("variant test"),
+        max_length=16,
+        choices=Testing.choices,
+        default=Testing.NONE,
+        db_default=Testing.NONE,
+    )
+    ab_test_percent = models.PositiveSmallIntegerField(
+        _("test share (%)"),
+        default=20,
+        db_default=20,
+        help_text=_("Test then winner: the share of the audience the variants are tried on."),
+    )
+    ab_wait_minutes = models.PositiveIntegerField(
+        _("wait before picking the winner (minutes)"), default=240, db_default=240
+    )
+    ab_metric = models.CharField(
+        _("winner by"),
+        max_length=16,
+        choices=WinnerMetric.choices,
+        default=WinnerMetric.CLICK,
+        db_default=WinnerMetric.CLICK,
+    )
+    ab_winner = models.ForeignKey(
+        "CampaignVariant",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("winner"),
+    )
+    ab_decided_at = models.DateTimeField(_("winner picked at"), null=True, blank=True)
+    ab_reason = models.TextField(_("why it won"), blank=True, default="", db_default="")
+    holdout_percent = models.PositiveSmallIntegerField(
+        _("control group (%)"),
+        default=0,
+        db_default=0,
+        help_text=_("A share of the audience that gets nothing, to measure the uplift against."),
+    )
+    track_links = models.BooleanField(
+        _("track links"),
+        default=False,
+        db_default=False,
+        help_text=_("Send the template's URLs as short links on our host and count the clicks."),
+    )
+    holdout_days = models.PositiveSmallIntegerField(
+        _("days to measure purchases over"), default=7, db_default=7
+    )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.PAGE)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -245,11 +304,48 @@ class Campaign(models.Model):
                 condition=Q(trigger_local_hour__isnull=True) | Q(trigger_local_hour__lte=23),
                 name="campaign_trigger_local_hour_valid",
             ),
+            models.CheckConstraint(
+                condition=Q(ab_test_percent__gte=1, ab_test_percent__lte=100)
+                & Q(holdout_percent__lte=50),
+                name="campaign_experiment_shares_valid",
+            ),
         ]
         indexes = [models.Index(fields=["operator", "state"], name="campaign_operator_state")]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def has_experiment(self) -> bool:
+        return self.ab_mode != self.Testing.NONE or self.holdout_percent > 0
+
+
+VARIANT_LABELS = "ABCDEFGH"
+
+
+class CampaignVariant(models.Model):
+    """One content variant of a campaign: its own template (texts for every channel)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="variants")
+    label = models.CharField(_("variant"), max_length=1)
+    template = models.ForeignKey(
+        MessageTemplate, on_delete=models.PROTECT, related_name="+", verbose_name=_("template")
+    )
+    weight = models.PositiveSmallIntegerField(
+        _("share (%)"), default=50, help_text=_("Fixed split: this variant's share of the sends.")
+    )
+
+    class Meta:
+        ordering = ["campaign", "label"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "label"], name="variant_label_unique"),
+            models.CheckConstraint(
+                condition=Q(label__in=list(VARIANT_LABELS)), name="variant_label_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
 
 
 class TriggerMembership(models.Model):
@@ -312,6 +408,7 @@ class Message(models.Model):
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
         CANCELLED = "cancelled", "Cancelled"
+        HOLDOUT = "holdout", _("Control group")
 
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="messages")
     campaign = models.ForeignKey(
@@ -344,6 +441,9 @@ class Message(models.Model):
         help_text="Partner API Files: Id, Url, Type, Name, LevelStep.",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    variant = models.ForeignKey(
+        CampaignVariant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     api_credential = models.ForeignKey(
         ApiCredential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -368,6 +468,7 @@ class Message(models.Model):
                         "failed",
                         "skipped",
                         "cancelled",
+                        "holdout",
                     ]
                 ),
                 name="message_status_valid",
@@ -643,3 +744,30 @@ class FrequencyLedger(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_id}/{self.channel}: {self.day_count} on {self.day}"
+
+
+class LinkClick(models.Model):
+    """The clicks on one message's tracked links (campaigns/links.py): first time and count."""
+
+    message = models.OneToOneField(
+        Message, primary_key=True, on_delete=models.CASCADE, related_name="link_click"
+    )
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="+")
+    campaign = models.ForeignKey(
+        Campaign, null=True, on_delete=models.CASCADE, related_name="link_clicks"
+    )
+    variant = models.ForeignKey(
+        CampaignVariant, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    clicks = models.PositiveIntegerField(default=1)
+    first_clicked_at = models.DateTimeField()
+    last_clicked_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["campaign", "first_clicked_at"], name="link_click_campaign_time")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.clicks} clicks on message {self.message_id}"

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 from django.db.models import OuterRef, Subquery
 
-from campaigns import caps, windows
+from campaigns import caps, links, windows
 from campaigns.eligibility import Recipient, skip_reason
-from campaigns.models import Campaign, Delivery, Message, MessageTemplate
+from campaigns.models import Campaign, CampaignVariant, Delivery, Message, MessageTemplate
 from campaigns.rendering import content_for, placeholders, render
 from clients.channels import CONSENT_FLAGS
 from clients.models import Card, Client, Operator
@@ -31,6 +31,7 @@ MESSAGE_FIELDS = (
     "client_id",
     "template_id",
     "attachments",
+    "variant_id",
 )
 
 
@@ -70,11 +71,24 @@ def load_batch(ids: list[int]) -> list[Delivery]:
     own_templates = MessageTemplate.objects.in_bulk(
         {m["template_id"] for m in messages.values() if m["template_id"]}
     )
+    variant_ids = {m["variant_id"] for m in messages.values() if m["variant_id"]}
+    variant_templates = (
+        {
+            v.pk: v.template
+            for v in CampaignVariant.objects.filter(pk__in=variant_ids).select_related("template")
+        }
+        if variant_ids
+        else {}
+    )
     clients = Client.objects.filter(
         pk__in={m["client_id"] for m in messages.values() if m["client_id"]}
     )
     card_fields = ()
-    templates = [c.template for c in campaigns.values()] + list(own_templates.values())
+    templates = [
+        *(c.template for c in campaigns.values() if c.template),
+        *own_templates.values(),
+        *variant_templates.values(),
+    ]
     texts = [m["text"] for m in messages.values()] + [
         getattr(template, name) for template in templates for name in TEMPLATE_TEXT_FIELDS
     ]
@@ -105,7 +119,9 @@ def load_batch(ids: list[int]) -> list[Delivery]:
             variables=message["variables"] or {},
             purpose=message["purpose"],
             client=clients.get(message["client_id"]),
-            template=own_templates.get(message["template_id"]),
+            # A variant's template stands in for the campaign's.
+            template=variant_templates.get(message["variant_id"])
+            or own_templates.get(message["template_id"]),
             attachments=message["attachments"] or [],
         )
         delivery.campaign = campaigns.get(delivery.campaign_id)
@@ -216,10 +232,12 @@ def outgoing_for(delivery: Delivery, backend, account, routes) -> OutgoingMessag
     campaign = delivery.campaign
     content = content_for(
         delivery.channel,
-        template=campaign.template if campaign else recipient.template,
+        template=recipient.template or (campaign.template if campaign else None),
         title=recipient.title,
         text=recipient.text,
     )
+    if campaign is not None and campaign.track_links:
+        links.rewrite(content, delivery.message_id, delivery.channel)
     if delivery.channel == "viber" and not content.image_url:
         content.image_url = first_image_url(recipient.attachments)
     variables = variables_for(delivery)

@@ -19,7 +19,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from campaigns import counters, queue, recurring, triggers, windows
+from campaigns import counters, queue, recurring, triggers, windows, winners
 from campaigns.audience import validate_segment
 from campaigns.fanout import db_time
 from campaigns.models import AudienceListEntry, Campaign, Delivery, Message, MessageTemplate
@@ -454,6 +454,7 @@ def sweep_once() -> dict[str, int]:
         "started": len(start_due_campaigns(now)),
         "triggered": triggers.run_due_triggers(now),
         "recurring_runs": len(recurring.start_due_runs(now)),
+        "winners": len(winners.decide_due_winners(now)),
         "requeued": requeue_expired_leases(now),
         "expired": expire_past_ttl(now),
         "polled": poll_statuses(now),

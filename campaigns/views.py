@@ -16,12 +16,18 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, Prefetch, Q
-from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpResponseNotFound,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from campaigns import caps, preview, services, stats, triggers
+from campaigns import caps, experiments, links, preview, services, stats, triggers
 from campaigns.audience import forecast
 from campaigns.forms import CASCADE_STEPS, CampaignForm, SegmentForm, TemplateForm
 from campaigns.lists import read_list
@@ -342,6 +348,15 @@ def campaign_detail(request, pk: int):
             "runs": stats.list_rows(list(campaign.runs.order_by("-pk")[:50]))
             if campaign.kind == Campaign.Kind.RECURRING
             else None,
+            "variants": experiments.variant_results(campaign)
+            if campaign.ab_mode != Campaign.Testing.NONE
+            else None,
+            "holdout": Message.objects.filter(
+                campaign=campaign, status=Message.Status.HOLDOUT
+            ).count()
+            if campaign.holdout_percent
+            else None,
+            "link_clicks": campaign.link_clicks.count() if campaign.track_links else None,
         },
     )
 
@@ -578,3 +593,15 @@ def template_edit(request, pk: int | None = None):
             "preview": shown,
         },
     )
+
+
+@require_GET
+def follow_link(request, code: str):
+    """A tracked link: count the click and redirect at once; a plain 404 for anything else."""
+    target = links.click(code)
+    if target is None:
+        return HttpResponseNotFound("Not found", content_type="text/plain")
+    response = HttpResponseRedirect(target)  # only http(s) URLs are ever tracked
+    response["Cache-Control"] = "no-store"  # every click must reach us to be counted
+    response["Referrer-Policy"] = "no-referrer"
+    return response

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from campaigns import views as campaign_views
 from config import views
 from config.lcmanager import views as lcmanager
 
@@ -40,5 +41,6 @@ urlpatterns = [
     path("operator/", views.switch_operator, name="switch-operator"),
     path("campaigns/", include("campaigns.urls")),
     path("clients/", include("clients.urls")),
+    path("l/<str:code>", campaign_views.follow_link, name="tracked-link"),
     path("", views.home, name="home"),
 ]

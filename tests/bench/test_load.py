@@ -35,6 +35,7 @@ def test_every_load_scenario_answers_everything_and_loses_no_callback():
             "--dashboard-connections=2",
             "--callbacks=20000",
             "--dashboard-recipients=2000",
+            "--redirect-messages=2000",
         ],
         cwd=ROOT,
         env=env,

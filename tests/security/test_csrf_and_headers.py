@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Any value does for CSRF: the middleware refuses before the view looks at it.
 ANY_VALUE = {
+    "code": "ZZZZZZZZZZ",
     "pk": 1,
     "message_id": 1,
     "action": "cancel",

@@ -1,0 +1,168 @@
+"""Experiments: content variants (fixed split or test-then-winner) and a control group.
+
+Every recipient falls into a bucket of 0 to 9999 computed in SQL from the client id (the
+message id for a list row without a client) and the campaign id, so the same client
+lands in the same group whenever the fan-out runs, and the assignment is one UPDATE
+over the new messages, never a Python loop. Two different multipliers give two buckets:
+one for the control group, one for the variant. Both multipliers are coprime with
+10,000, so consecutive client ids spread evenly over the buckets.
+
+- Control group (`holdout_percent`): the message is kept with status `holdout` and no
+  delivery, so it is never sent and the dashboard can compare purchases.
+- Fixed split: variants by their weights.
+- Test then winner: the test share is split evenly between the variants; the rest wait
+  (`pending`, no variant) until campaigns.winners picks the best variant by the
+  chosen rate after the chosen wait, then get the winner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import connection
+from django.db.models import Count, Q
+from django.utils.translation import gettext as _
+
+from campaigns.models import Campaign, CampaignVariant, LinkClick, Message
+
+BUCKETS = 10_000
+HOLDOUT_MULTIPLIER = 2654435761  # Knuth's multiplicative hash constant
+VARIANT_MULTIPLIER = 40503
+
+
+def bucket_sql(multiplier: int, campaign_id: int) -> str:
+    return f"((COALESCE(client_id, id) * {multiplier} + {int(campaign_id) * 7919}) %% {BUCKETS})"
+
+
+def variant_ranges(campaign: Campaign, variants: list[CampaignVariant]) -> list[tuple[int, int]]:
+    """(variant id, upper bucket bound) in label order; buckets at or above the last wait."""
+    if campaign.ab_mode == Campaign.Testing.WINNER:
+        test_buckets = BUCKETS * campaign.ab_test_percent // 100
+        each = test_buckets / len(variants)
+        return [(v.pk, round(each * (i + 1))) for i, v in enumerate(variants)]
+    total = sum(v.weight for v in variants) or 1
+    bounds, running = [], 0
+    for variant in variants:
+        running += variant.weight
+        bounds.append((variant.pk, BUCKETS * running // total))
+    return bounds
+
+
+def assign_groups(campaign: Campaign, now) -> None:
+    """Control group, variant and waiting status of the campaign's messages created at `now`."""
+    if not campaign.has_experiment:
+        return
+    variants = list(campaign.variants.order_by("label"))
+    holdout = bucket_sql(HOLDOUT_MULTIPLIER, campaign.pk)
+    bucket = bucket_sql(VARIANT_MULTIPLIER, campaign.pk)
+    params: list = []
+    holdout_bound = BUCKETS * campaign.holdout_percent // 100
+    status_sql = f"CASE WHEN {holdout} < %s THEN %s"
+    params += [holdout_bound, Message.Status.HOLDOUT]
+    if campaign.ab_mode == Campaign.Testing.WINNER and campaign.ab_winner_id is None and variants:
+        status_sql += f" WHEN {bucket} >= %s THEN %s"
+        params += [BUCKETS * campaign.ab_test_percent // 100, Message.Status.PENDING]
+    status_sql += " ELSE status END"
+    if campaign.ab_mode == Campaign.Testing.NONE or not variants:
+        variant_sql = "NULL"
+    elif campaign.ab_winner_id is not None:
+        variant_sql = "%s"
+        params.append(campaign.ab_winner_id)
+    else:
+        whens = []
+        for variant_id, upper in variant_ranges(campaign, variants):
+            whens.append(f"WHEN {bucket} < %s THEN CAST(%s AS BIGINT)")
+            params += [upper, variant_id]
+        variant_sql = "CASE " + " ".join(whens) + " ELSE NULL END"
+    table = Message._meta.db_table
+    sql = (
+        f"UPDATE {table} SET status = {status_sql}, variant_id = {variant_sql} "  # noqa: S608
+        "WHERE campaign_id = %s AND created_at = %s AND status = %s"
+    )
+    params += [campaign.pk, connection.ops.adapt_datetimefield_value(now)]
+    params.append(Message.Status.IN_PROGRESS)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@dataclass
+class VariantResult:
+    variant_id: int
+    label: str
+    template: str
+    sent: int
+    delivered: int
+    read: int
+    clicked: int
+
+    def rate(self, metric: str) -> float:
+        count = {"delivered": self.delivered, "read": self.read, "click": self.clicked}[metric]
+        return count / self.sent if self.sent else 0.0
+
+
+SENT_STATUSES = [
+    Message.Status.IN_PROGRESS,
+    Message.Status.DELIVERED,
+    Message.Status.READ,
+    Message.Status.FAILED,
+]
+
+
+def variant_results(campaign: Campaign) -> list[VariantResult]:
+    rows = {
+        row["variant_id"]: row
+        for row in Message.objects.filter(campaign=campaign, variant__isnull=False)
+        .values("variant_id")
+        .annotate(
+            sent=Count("id", filter=Q(status__in=SENT_STATUSES)),
+            delivered=Count("id", filter=Q(status__in=["delivered", "read"])),
+            read=Count("id", filter=Q(status="read")),
+        )
+        .order_by()
+    }
+    clicks = dict(
+        LinkClick.objects.filter(campaign=campaign, variant__isnull=False)
+        .values("variant_id")
+        .annotate(n=Count("message_id"))
+        .values_list("variant_id", "n")
+        .order_by()
+    )
+    results = []
+    for variant in campaign.variants.select_related("template").order_by("label"):
+        row = rows.get(variant.pk, {})
+        results.append(
+            VariantResult(
+                variant_id=variant.pk,
+                label=variant.label,
+                template=variant.template.name,
+                sent=row.get("sent", 0),
+                delivered=row.get("delivered", 0),
+                read=row.get("read", 0),
+                clicked=clicks.get(variant.pk, 0),
+            )
+        )
+    return results
+
+
+def reason_text(best: VariantResult, results: list[VariantResult], metric: str, metric_name) -> str:
+    others = "; ".join(
+        _("%(label)s %(rate).1f%% (%(count)d of %(sent)d)")
+        % {
+            "label": r.label,
+            "rate": 100 * r.rate(metric),
+            "count": round(r.rate(metric) * r.sent),
+            "sent": r.sent,
+        }
+        for r in results
+        if r.variant_id != best.variant_id
+    )
+    return _(
+        "%(label)s won on %(metric)s: %(rate).1f%% (%(count)d of %(sent)d) against %(others)s."
+    ) % {
+        "label": best.label,
+        "metric": str(metric_name).lower(),
+        "rate": 100 * best.rate(metric),
+        "count": round(best.rate(metric) * best.sent),
+        "sent": best.sent,
+        "others": others,
+    }
