@@ -17,13 +17,16 @@ one for the control group, one for the variant. Both multipliers are coprime wit
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils.translation import gettext as _
 
 from campaigns.models import Campaign, CampaignVariant, LinkClick, Message
+from clients.models import ClientEvent
 
 BUCKETS = 10_000
 HOLDOUT_MULTIPLIER = 2654435761  # Knuth's multiplicative hash constant
@@ -166,3 +169,61 @@ def reason_text(best: VariantResult, results: list[VariantResult], metric: str, 
         "sent": best.sent,
         "others": others,
     }
+
+
+@dataclass
+class Uplift:
+    sent: int
+    sent_buyers: int
+    holdout: int
+    holdout_buyers: int
+    days: int
+
+    @property
+    def sent_rate(self) -> float:
+        return self.sent_buyers / self.sent if self.sent else 0.0
+
+    @property
+    def holdout_rate(self) -> float:
+        return self.holdout_buyers / self.holdout if self.holdout else 0.0
+
+    @property
+    def uplift(self) -> float:
+        """Percentage points of purchase rate the message added."""
+        return 100 * (self.sent_rate - self.holdout_rate)
+
+    @property
+    def margin(self) -> float:
+        """Half-width of the 95% confidence interval of the uplift, in percentage points
+        (normal approximation of the difference of two proportions)."""
+        if not self.sent or not self.holdout:
+            return 0.0
+        p1, p2 = self.sent_rate, self.holdout_rate
+        variance = p1 * (1 - p1) / self.sent + p2 * (1 - p2) / self.holdout
+        return 100 * 1.96 * math.sqrt(variance)
+
+
+def holdout_uplift(campaign: Campaign) -> Uplift | None:
+    """Purchase rate of the clients sent to against the control group's, over the campaign's
+    measuring days from its start: a purchase is `last_purchase_at` moving past the start, or
+    a partner `purchase` event in the window."""
+    start = campaign.fanned_out_at or campaign.launched_at
+    if start is None or not campaign.holdout_percent:
+        return None
+    end = start + timedelta(days=campaign.holdout_days)
+    event = ClientEvent.objects.filter(
+        client_id=OuterRef("client_id"),
+        kind=ClientEvent.Kind.PURCHASE,
+        occurred_at__gt=start,
+        occurred_at__lte=end,
+    )
+    bought = Q(client__last_purchase_at__gt=start, client__last_purchase_at__lte=end) | Q(
+        Exists(event)
+    )
+    rows = Message.objects.filter(campaign=campaign, client__isnull=False).aggregate(
+        sent=Count("id", filter=Q(status__in=SENT_STATUSES)),
+        sent_buyers=Count("id", filter=Q(status__in=SENT_STATUSES) & bought),
+        holdout=Count("id", filter=Q(status=Message.Status.HOLDOUT)),
+        holdout_buyers=Count("id", filter=Q(status=Message.Status.HOLDOUT) & bought),
+    )
+    return Uplift(days=campaign.holdout_days, **rows)

@@ -12,10 +12,11 @@ from datetime import datetime
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import OuterRef, Subquery
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.audience import validate_segment
-from campaigns.models import Campaign, MessageTemplate
+from campaigns.models import Campaign, CampaignVariant, MessageTemplate
 from clients.channels import Channel
 from clients.models import PointOfSale, Tag
 
@@ -242,10 +243,63 @@ class CampaignForm(forms.Form):
         label=_("Minimum gap (minutes)"), min_value=0, required=False
     )
 
-    def __init__(self, *args, operator, **kwargs):
+    # Experiments: variant A is the template above; B to D are other templates.
+    ab_mode = forms.ChoiceField(
+        label=_("Variants"), choices=Campaign.Testing.choices, initial="none", required=False
+    )
+    variant_b = forms.TypedChoiceField(
+        label=_("Variant B"), coerce=int, empty_value=None, required=False
+    )
+    variant_c = forms.TypedChoiceField(
+        label=_("Variant C"), coerce=int, empty_value=None, required=False
+    )
+    variant_d = forms.TypedChoiceField(
+        label=_("Variant D"), coerce=int, empty_value=None, required=False
+    )
+    ab_test_percent = forms.IntegerField(
+        label=_("Test share (%)"), min_value=1, max_value=100, initial=20, required=False
+    )
+    ab_wait_minutes = forms.IntegerField(
+        label=_("Pick the winner after (minutes)"), min_value=1, initial=240, required=False
+    )
+    ab_metric = forms.ChoiceField(
+        label=_("Winner by"), choices=Campaign.WinnerMetric.choices, initial="click", required=False
+    )
+    holdout_percent = forms.IntegerField(
+        label=_("Control group (%)"), min_value=0, max_value=50, initial=0, required=False
+    )
+    holdout_days = forms.IntegerField(
+        label=_("Measure purchases over (days)"),
+        min_value=1,
+        max_value=90,
+        initial=7,
+        required=False,
+    )
+    track_links = forms.BooleanField(label=_("Track links"), required=False, initial=True)
+
+    def __init__(self, *args, operator, campaign=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.operator = operator
         self.fields["template"].queryset = MessageTemplate.objects.filter(operator=operator)
+        # One query for the template and variant pickers and the campaign's variants (a
+        # ModelChoiceField queries on every render; the page has a budget of ten).
+        rows = MessageTemplate.objects.filter(operator=operator).annotate(
+            variant=Subquery(
+                CampaignVariant.objects.filter(
+                    campaign_id=campaign.pk if campaign else None, template=OuterRef("pk")
+                )
+                .exclude(label="A")
+                .values("label")[:1]
+            )
+        )
+        choices = []
+        for pk, name, label in rows.values_list("pk", "name", "variant"):
+            choices.append((pk, name))
+            if label and label in "BCD" and not self.is_bound:
+                self.initial[f"variant_{label.lower()}"] = pk
+        self.fields["template"].widget.choices = [("", "---------"), *choices]
+        for field in ("variant_b", "variant_c", "variant_d"):
+            self.fields[field].choices = [("", "—"), *choices]
         for step in range(CASCADE_STEPS):
             self.fields[f"channel_{step}"] = forms.ChoiceField(
                 choices=CHANNEL_CHOICES, required=step == 0, label=f"Step {step + 1}"
@@ -281,6 +335,12 @@ class CampaignForm(forms.Form):
                 self.add_error("recurrence_time", _("Choose the time of day each run starts."))
         if kind != Campaign.Kind.ONE_OFF and cleaned.get("audience_kind") == "list":
             self.add_error("audience_kind", _("Triggered and recurring campaigns use a segment."))
+        others = [cleaned.get(name) for name in ("variant_b", "variant_c", "variant_d")]
+        chosen = [pk for pk in others if pk]
+        templates = MessageTemplate.objects.in_bulk(chosen) if chosen else {}
+        cleaned["variant_templates"] = [templates[pk] for pk in chosen if pk in templates]
+        if (cleaned.get("ab_mode") or "none") != "none" and not cleaned["variant_templates"]:
+            self.add_error("variant_b", _("A test needs a second variant: pick its template."))
         window = (cleaned.get("send_window_start"), cleaned.get("send_window_end"))
         if (window[0] is None) != (window[1] is None):
             self.add_error("send_window_end", "Give both ends of the send window, or neither.")
@@ -304,6 +364,13 @@ class CampaignForm(forms.Form):
             "cap_per_day": data.get("cap_per_day"),
             "cap_per_week": data.get("cap_per_week"),
             "cap_min_gap_minutes": data.get("cap_min_gap_minutes"),
+            "ab_mode": data.get("ab_mode") or Campaign.Testing.NONE,
+            "ab_test_percent": data.get("ab_test_percent") or 20,
+            "ab_wait_minutes": data.get("ab_wait_minutes") or 240,
+            "ab_metric": data.get("ab_metric") or Campaign.WinnerMetric.CLICK,
+            "holdout_percent": data.get("holdout_percent") or 0,
+            "holdout_days": data.get("holdout_days") or 7,
+            "track_links": bool(data.get("track_links")),
         }
 
     def in_operator_time(self, value: datetime) -> datetime:

@@ -15,10 +15,13 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import OuterRef, Subquery
 
+from campaigns import links
 from campaigns.models import BUTTON_CAPTION_MAX, VIBER_TEXT_MAX, Campaign
 from campaigns.rendering import content_for, render
 from clients.models import Card, Client
 from providers.models import ChannelRoute
+
+PREVIEW_MESSAGE_ID = 10**9  # tracked links in the preview are as long as a billionth message's
 
 # 3GPP TS 23.038 §6.2.1, the GSM 7-bit default alphabet in table order (0x00-0x7F),
 # without 0x1B, the escape to the extension table. 0x09 is Ç (capital): a small ç
@@ -286,6 +289,9 @@ def preview_campaign(
     channels = []
     for channel in campaign.channels:
         content = content_for(channel, template=template)
+        if campaign.track_links:
+            # Counted with a code as long as a billionth message's, as the SMS will carry.
+            links.rewrite(content, PREVIEW_MESSAGE_ID, channel)
         item = ChannelPreview(
             channel=channel,
             title=render(content.title, values),

@@ -22,7 +22,15 @@ from django.utils.translation import gettext as _
 from campaigns import counters, queue, recurring, triggers, windows, winners
 from campaigns.audience import validate_segment
 from campaigns.fanout import db_time
-from campaigns.models import AudienceListEntry, Campaign, Delivery, Message, MessageTemplate
+from campaigns.models import (
+    VARIANT_LABELS,
+    AudienceListEntry,
+    Campaign,
+    CampaignVariant,
+    Delivery,
+    Message,
+    MessageTemplate,
+)
 from campaigns.outcomes import Changes, commit_changes
 from campaigns.statuses import apply_status_events
 from clients.channels import Channel
@@ -79,10 +87,13 @@ def save_draft(
     ttl_minutes: int = 1440,
     read_is_final: bool = False,
     lifecycle: dict | None = None,
+    variant_templates: list | None = None,
 ) -> Campaign:
     """Create or change a draft campaign as the builder page describes it; one transaction.
 
-    `lifecycle` holds the kind, trigger, recurrence and cap fields (CampaignForm.lifecycle).
+    `lifecycle` holds the kind, trigger, recurrence, cap and experiment fields
+    (CampaignForm.lifecycle); `variant_templates`, when given, are variants B, C, …
+    (variant A is the campaign's template) and replace the campaign's variants.
 
     `new_text` makes a template of its own when no template is picked;
     `list_entries` (unsaved AudienceListEntry rows) replace the list when given.
@@ -124,6 +135,18 @@ def save_draft(
             setattr(campaign, name, value)
         validate_for_launch(campaign)
         campaign.save()
+        if variant_templates is not None:
+            CampaignVariant.objects.filter(campaign=campaign).delete()
+            chosen = [template, *variant_templates] if campaign.ab_mode != "none" else []
+            CampaignVariant.objects.bulk_create(
+                CampaignVariant(
+                    campaign=campaign,
+                    label=label,
+                    template=chosen_template,
+                    weight=100 // len(chosen),
+                )
+                for label, chosen_template in zip(VARIANT_LABELS, chosen, strict=False)
+            )
         if list_entries is not None:
             AudienceListEntry.objects.filter(campaign=campaign).delete()
             for entry in list_entries:

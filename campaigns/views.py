@@ -124,6 +124,13 @@ def _initial(campaign: Campaign) -> dict:
         "cap_per_day": campaign.cap_per_day,
         "cap_per_week": campaign.cap_per_week,
         "cap_min_gap_minutes": campaign.cap_min_gap_minutes,
+        "ab_mode": campaign.ab_mode,
+        "ab_test_percent": campaign.ab_test_percent,
+        "ab_wait_minutes": campaign.ab_wait_minutes,
+        "ab_metric": campaign.ab_metric,
+        "holdout_percent": campaign.holdout_percent,
+        "holdout_days": campaign.holdout_days,
+        "track_links": campaign.track_links,
     }
     for step, channel in enumerate(campaign.channels[:CASCADE_STEPS]):
         initial[f"channel_{step}"] = channel
@@ -177,6 +184,7 @@ def campaign_edit(request, pk: int | None = None):
                         ttl_minutes=data["ttl_minutes"],
                         read_is_final=data.get("read_is_final", False),
                         lifecycle=form.lifecycle(),
+                        variant_templates=data["variant_templates"],
                     )
                 except ValidationError as error:
                     form.add_error(None, error)
@@ -187,6 +195,7 @@ def campaign_edit(request, pk: int | None = None):
         form = CampaignForm(
             initial=_initial(campaign) if campaign else {"ttl_minutes": 1440},
             operator=operator,
+            campaign=campaign,
         )
         segment_form = SegmentForm(
             initial=SegmentForm.initial_from(campaign.segment) if campaign else {},
@@ -351,11 +360,7 @@ def campaign_detail(request, pk: int):
             "variants": experiments.variant_results(campaign)
             if campaign.ab_mode != Campaign.Testing.NONE
             else None,
-            "holdout": Message.objects.filter(
-                campaign=campaign, status=Message.Status.HOLDOUT
-            ).count()
-            if campaign.holdout_percent
-            else None,
+            "uplift": experiments.holdout_uplift(campaign),
             "link_clicks": campaign.link_clicks.count() if campaign.track_links else None,
         },
     )

@@ -137,3 +137,35 @@ def test_no_experiment_costs_no_update(setup, django_assert_max_num_queries):
     now = timezone.now()
     with django_assert_max_num_queries(0):
         experiments.assign_groups(campaign, now)
+
+
+def test_the_dashboard_compares_purchases_of_sent_and_control_group(setup, client):
+    from django.contrib.auth.models import User
+
+    from clients.models import Client
+
+    make_clients(setup["operator"], 400, allow_sms=True)
+    campaign = campaign_for(setup, ["viber"], holdout_percent=25, holdout_days=7)
+    fanout.fan_out(campaign.pk)
+    campaign.refresh_from_db()
+    start = campaign.fanned_out_at
+    sent = Message.objects.filter(campaign=campaign).exclude(status=Message.Status.HOLDOUT)
+    held = Message.objects.filter(campaign=campaign, status=Message.Status.HOLDOUT)
+    # Half the sent clients buy within the week, a tenth of the control group; one more
+    # control client buys after the window, which must not count.
+    sent_ids = list(sent.values_list("client_id", flat=True))
+    held_ids = list(held.values_list("client_id", flat=True))
+    Client.objects.filter(pk__in=sent_ids[::2]).update(last_purchase_at=start + timedelta(days=1))
+    Client.objects.filter(pk__in=held_ids[::10]).update(last_purchase_at=start + timedelta(days=2))
+    Client.objects.filter(pk=held_ids[1]).update(last_purchase_at=start + timedelta(days=8))
+    uplift = experiments.holdout_uplift(campaign)
+    assert uplift.sent == len(sent_ids) and uplift.holdout == len(held_ids)
+    assert uplift.sent_buyers == len(sent_ids[::2])
+    assert uplift.holdout_buyers == len(held_ids[::10])
+    expected = 100 * (len(sent_ids[::2]) / len(sent_ids) - len(held_ids[::10]) / len(held_ids))
+    assert abs(uplift.uplift - expected) < 1e-9
+    assert 3 < uplift.margin < 15
+    user = User.objects.create_superuser("boss", "b@example.com", "pw")
+    client.force_login(user)
+    page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "Uplift over 7 days" in page and f"{uplift.uplift:.1f}" in page

@@ -75,3 +75,18 @@ def test_unknown_and_tampered_codes_are_a_plain_404_that_records_nothing(setup):
     response = http.get("/l/ZZZZZZZZZZ")
     assert response.status_code == 404 and response["Content-Type"].startswith("text/plain")
     assert not LinkClick.objects.exists()
+
+
+def test_the_preview_counts_sms_parts_with_the_short_link(setup):
+    from campaigns import preview
+
+    long_url = "https://shop.example/" + "x" * 150
+    setup["template"].sms_text = f"Sale {long_url}"
+    setup["template"].save()
+    make_clients(setup["operator"], 1, allow_sms=True)
+    plain = campaign_for(setup, ["sms"])
+    tracked = campaign_for(setup, ["sms"], track_links=True)
+    before = preview.preview_campaign(plain).channels[0]
+    after = preview.preview_campaign(tracked).channels[0]
+    assert before.sms.segments == 2 and after.sms.segments == 1
+    assert "/l/" in after.sms_text and long_url not in after.sms_text
