@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from django.db.models import OuterRef, Subquery
 
-from campaigns import caps, links, windows
+from campaigns import caps, links, unsubscribe, windows
 from campaigns.eligibility import Recipient, skip_reason
 from campaigns.models import Campaign, CampaignVariant, Delivery, Message, MessageTemplate
 from campaigns.rendering import content_for, placeholders, render
@@ -244,6 +244,7 @@ def outgoing_for(delivery: Delivery, backend, account, routes) -> OutgoingMessag
     fallbacks = native_fallbacks(delivery, backend, account, routes)
     delivery.native_channels = fallbacks
     client = recipient.client
+    promotional = (campaign.purpose if campaign else recipient.purpose) == "promotional"
     return OutgoingMessage(
         delivery_id=delivery.pk,
         idempotency_key=delivery.idempotency_key,
@@ -261,5 +262,8 @@ def outgoing_for(delivery: Delivery, backend, account, routes) -> OutgoingMessag
         fallback_channels=fallbacks,
         ttl_minutes=campaign.ttl_minutes if campaign else 1440,
         callback_url=account.callback_url(),
-        is_promotional=(campaign.purpose if campaign else recipient.purpose) == "promotional",
+        is_promotional=promotional,
+        unsubscribe_url=unsubscribe.url_for(delivery.message_id)
+        if delivery.channel == "email" and promotional and client is not None
+        else "",
     )

@@ -18,6 +18,7 @@ from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.http import (
     Http404,
+    HttpResponseNotAllowed,
     HttpResponseNotFound,
     HttpResponseRedirect,
     JsonResponse,
@@ -25,9 +26,10 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from campaigns import caps, experiments, links, preview, services, stats, triggers
+from campaigns import caps, experiments, links, preview, services, stats, triggers, unsubscribe
 from campaigns.audience import forecast
 from campaigns.forms import CASCADE_STEPS, CampaignForm, SegmentForm, TemplateForm
 from campaigns.lists import read_list
@@ -610,3 +612,17 @@ def follow_link(request, code: str):
     response["Cache-Control"] = "no-store"  # every click must reach us to be counted
     response["Referrer-Policy"] = "no-referrer"
     return response
+
+
+@csrf_exempt  # RFC 8058: the mail provider posts without our token; the signed token is the check
+def unsubscribe_link(request, token: str):
+    """GET: confirm; POST (our button, or a provider's one-click): email consent off."""
+    message = unsubscribe.message_for(token)
+    if message is None:
+        return HttpResponseNotFound("Not found", content_type="text/plain")
+    if request.method == "POST":
+        unsubscribe.unsubscribe(message)
+        return render(request, "campaigns/unsubscribed.html", {"done": True})
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET", "POST"])
+    return render(request, "campaigns/unsubscribed.html", {"done": False})

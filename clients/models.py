@@ -227,6 +227,7 @@ class ConsentChange(models.Model):
         API = "api", "Partner API"
         IMPORT = "import", "Import"
         SYSTEM = "system", "System"
+        UNSUBSCRIBE = "unsubscribe", _("Unsubscribe link")
 
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="+")
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="consent_changes")
@@ -250,7 +251,7 @@ class ConsentChange(models.Model):
                 condition=Q(flag__in=CONSENT_FLAGS), name="consent_change_flag_valid"
             ),
             models.CheckConstraint(
-                condition=Q(source__in=["admin", "page", "api", "import", "system"]),
+                condition=Q(source__in=["admin", "page", "api", "import", "system", "unsubscribe"]),
                 name="consent_change_source_valid",
             ),
             models.CheckConstraint(

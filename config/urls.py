@@ -42,5 +42,6 @@ urlpatterns = [
     path("campaigns/", include("campaigns.urls")),
     path("clients/", include("clients.urls")),
     path("l/<str:code>", campaign_views.follow_link, name="tracked-link"),
+    path("u/<str:token>", campaign_views.unsubscribe_link, name="unsubscribe"),
     path("", views.home, name="home"),
 ]

@@ -107,6 +107,7 @@ class OutgoingMessage:
     ttl_minutes: int = DEFAULT_TTL_MINUTES
     callback_url: str = ""
     is_promotional: bool = True
+    unsubscribe_url: str = ""  # email: the one-click unsubscribe link (RFC 8058)
 
 
 @dataclass

@@ -19,6 +19,8 @@ import ssl
 from email.utils import make_msgid
 
 from django.core.mail import EmailMultiAlternatives
+from django.utils.html import escape
+from django.utils.translation import gettext as _
 
 from providers.base import Backend as BaseBackend
 from providers.base import (
@@ -100,15 +102,24 @@ class Backend(BaseBackend):
     ) -> tuple[str, EmailMultiAlternatives]:
         domain = from_email.rpartition("@")[2] or "cascade.local"
         message_id = make_msgid(idstring=message.idempotency_key, domain=domain)
+        headers = {"Message-ID": message_id, "X-Cascade-Key": message.idempotency_key}
+        text, html = message.text, message.html
+        if message.unsubscribe_url:
+            link = message.unsubscribe_url
+            headers["List-Unsubscribe"] = f"<{link}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+            text += "\n\n-- \n" + _("Unsubscribe: %(link)s") % {"link": link}
+            if html:
+                html += f'<p><a href="{escape(link)}">{escape(_("Unsubscribe"))}</a></p>'
         email = EmailMultiAlternatives(
             subject=message.title,
-            body=message.text,
+            body=text,
             from_email=from_email,
             to=[message.email],
-            headers={"Message-ID": message_id, "X-Cascade-Key": message.idempotency_key},
+            headers=headers,
         )
-        if message.html:
-            email.attach_alternative(message.html, "text/html")
+        if html:
+            email.attach_alternative(html, "text/html")
         return message_id, email
 
     def messages_within(self, requests: int) -> int:

@@ -43,7 +43,7 @@ ANY_VALUE = {
 
 # Exempt by design: the partner API authenticates every call by the Token or SiteCode in its
 # body and ignores sessions; a gateway's callback by the secret in its URL. The schema and its
-# viewer are read-only.
+# viewer are read-only. A mail provider's one-click unsubscribe posts to a signed link.
 CSRF_EXEMPT = {
     "send-message-process",
     "client-update-communication",
@@ -52,6 +52,7 @@ CSRF_EXEMPT = {
     "api-schema",
     "api-docs",
     "providers:webhook",
+    "unsubscribe",  # RFC 8058 one-click: the signed token in the URL is the check
 }
 
 

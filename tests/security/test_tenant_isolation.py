@@ -86,6 +86,7 @@ NOT_TENANT_IDS = {
     "providers:webhook": "authenticated by the account's secret; tests/security/test_credentials.py",
     "password_reset_confirm": "a signed user token, not an operator's row",
     "tracked-link": "a signed code, not a row id; tests/campaigns/test_links.py",
+    "unsubscribe": "a signed token, not a row id; tests/campaigns/test_unsubscribe.py",
     "admin:app_list": "an app label, not a row",
     "/admin/<url>": "the admin's catch-all for unknown URLs",
 }
