@@ -25,7 +25,7 @@ from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils.translation import gettext as _
 
-from campaigns.models import Campaign, CampaignVariant, LinkClick, Message
+from campaigns.models import Campaign, CampaignVariant, Delivery, LinkClick, Message
 from clients.models import ClientEvent
 
 BUCKETS = 10_000
@@ -227,3 +227,52 @@ def holdout_uplift(campaign: Campaign) -> Uplift | None:
         holdout_buyers=Count("id", filter=Q(status=Message.Status.HOLDOUT) & bought),
     )
     return Uplift(days=campaign.holdout_days, **rows)
+
+
+@dataclass
+class VariantChannelRow:
+    variant: str
+    channel: str
+    sent: int
+    delivered: int
+    read: int
+    clicked: int
+
+    @property
+    def click_rate(self) -> float:
+        return self.clicked / self.sent if self.sent else 0.0
+
+
+def variant_channel_rows(campaign: Campaign) -> list[VariantChannelRow]:
+    """Per variant and channel: deliveries handed to a gateway, delivered, read, and messages
+    with a clicked link (the channel the click came through). Variant "" is no variant."""
+    labels = dict(campaign.variants.values_list("pk", "label"))
+    counts = (
+        Delivery.objects.filter(campaign=campaign, submitted_at__isnull=False)
+        .values("message__variant_id", "channel")
+        .annotate(
+            sent=Count("id"),
+            delivered=Count("id", filter=Q(status__in=["delivered", "read"])),
+            read=Count("id", filter=Q(status="read")),
+        )
+        .order_by()
+    )
+    clicks = {
+        (row["variant_id"], row["channel"]): row["n"]
+        for row in LinkClick.objects.filter(campaign=campaign)
+        .values("variant_id", "channel")
+        .annotate(n=Count("message_id"))
+        .order_by()
+    }
+    rows = [
+        VariantChannelRow(
+            variant=labels.get(row["message__variant_id"], ""),
+            channel=row["channel"],
+            sent=row["sent"],
+            delivered=row["delivered"],
+            read=row["read"],
+            clicked=clicks.get((row["message__variant_id"], row["channel"]), 0),
+        )
+        for row in counts
+    ]
+    return sorted(rows, key=lambda r: (r.variant, r.channel))

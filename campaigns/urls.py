@@ -18,5 +18,6 @@ urlpatterns = [
     path("<int:pk>/messages/", views.message_list, name="messages"),
     path("<int:pk>/messages/<int:message_id>/", views.message_detail, name="message"),
     path("<int:pk>/export.csv", views.export_csv, name="export"),
+    path("<int:pk>/variants.csv", views.export_variants_csv, name="export-variants"),
     path("<int:pk>/<str:action>/", views.campaign_action, name="action"),
 ]

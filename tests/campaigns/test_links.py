@@ -3,7 +3,7 @@
 import pytest
 from django.test import Client as HttpClient
 
-from campaigns import fanout, links
+from campaigns import experiments, fanout, links
 from campaigns.models import LinkClick, Message
 from campaigns.rendering import Content
 from clients.models import Operator
@@ -63,6 +63,16 @@ def test_a_click_redirects_with_utm_and_is_counted_once_per_message(setup):
     assert click.clicks == 2 and click.campaign_id == campaign.pk and click.channel == "viber"
     assert click.first_clicked_at <= click.last_clicked_at
     assert LinkClick.objects.count() == 1
+    rows = experiments.variant_channel_rows(campaign)
+    assert [(r.variant, r.channel, r.sent, r.delivered, r.clicked) for r in rows] == [
+        ("", "viber", 3, 3, 1)
+    ]
+    from django.contrib.auth.models import User
+
+    http.force_login(User.objects.create_superuser("boss", "b@example.com", "pw"))
+    export = http.get(f"/campaigns/{campaign.pk}/variants.csv?sep=;").content.decode("utf-8")
+    assert export.startswith("\ufeffvariant;channel;sent;delivered;read;clicked;click_rate")
+    assert ";viber;3;3;0;1;0.3333" in export
 
 
 def test_unknown_and_tampered_codes_are_a_plain_404_that_records_nothing(setup):
