@@ -98,9 +98,11 @@ class VariantResult:
     read: int
     clicked: int
 
+    def count(self, metric: str) -> int:
+        return {"delivered": self.delivered, "read": self.read, "click": self.clicked}[metric]
+
     def rate(self, metric: str) -> float:
-        count = {"delivered": self.delivered, "read": self.read, "click": self.clicked}[metric]
-        return count / self.sent if self.sent else 0.0
+        return self.count(metric) / self.sent if self.sent else 0.0
 
 
 SENT_STATUSES = [
@@ -153,7 +155,7 @@ def reason_text(best: VariantResult, results: list[VariantResult], metric: str, 
         % {
             "label": r.label,
             "rate": 100 * r.rate(metric),
-            "count": round(r.rate(metric) * r.sent),
+            "count": r.count(metric),
             "sent": r.sent,
         }
         for r in results
@@ -165,7 +167,7 @@ def reason_text(best: VariantResult, results: list[VariantResult], metric: str, 
         "label": best.label,
         "metric": str(metric_name).lower(),
         "rate": 100 * best.rate(metric),
-        "count": round(best.rate(metric) * best.sent),
+        "count": best.count(metric),
         "sent": best.sent,
         "others": others,
     }

@@ -28,6 +28,7 @@ from campaigns.rendering import content_for
 from clients.channels import Channel
 
 URL = re.compile(r"https?://[^\s<>\"']+")
+TRAILING = ".,;:!?)"  # sentence punctuation after a URL is not part of it
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 SIGNATURE_CHARS = 5  # 62**5: about 1 in 916 million for a guessed code
 CHANNELS = [choice.value for choice in Channel]  # append only: codes in the wild use the index
@@ -82,7 +83,7 @@ def trackable_urls(*texts: str) -> list[str]:
     found: list[str] = []
     for text in texts:
         for match in URL.finditer(text or ""):
-            url = match.group(0).rstrip(".,;:!?)")
+            url = match.group(0).rstrip(TRAILING)
             if "{{" not in url and url not in found and len(found) < MAX_LINKS:
                 found.append(url)
     return found
@@ -94,12 +95,16 @@ def rewrite(content, message_id: int, channel: str) -> None:
     if not urls:
         return
     short = {url: short_url(encode(message_id, channel, i)) for i, url in enumerate(urls)}
-    # Longest first, so a URL that is a prefix of another does not cut it.
-    pattern = re.compile("|".join(re.escape(url) for url in sorted(urls, key=len, reverse=True)))
+
+    def replace(match: re.Match) -> str:
+        # The same URL matches as trackable_urls found it, so positions agree.
+        url = match.group(0).rstrip(TRAILING)
+        return short.get(url, url) + match.group(0)[len(url) :]
+
     for field in ("text", "html", "sms_text", "button_url"):
         value = getattr(content, field)
         if value:
-            setattr(content, field, pattern.sub(lambda m: short[m.group(0)], value))
+            setattr(content, field, URL.sub(replace, value))
 
 
 def with_utm(url: str, *, campaign: Campaign, channel: str, variant: str) -> str:
