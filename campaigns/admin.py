@@ -7,6 +7,7 @@ from campaigns.models import (
     Campaign,
     Delivery,
     DeliveryEvent,
+    InboundReply,
     Message,
     MessageTemplate,
     PartnerSend,
@@ -211,6 +212,24 @@ class DeliveryEventAdmin(OperatorScopedAdmin):
     raw_id_fields = ["delivery"]
     search_fields = ["=delivery__id", "provider_status"]
     show_full_result_count = False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(InboundReply)
+class InboundReplyAdmin(OperatorScopedAdmin):
+    """Clients' replies as the gateways forwarded them. Read-only: they are what was said."""
+
+    list_display = ["id", "received_at", "phone", "channel", "text", "is_opt_out", "campaign"]
+    list_filter = ["is_opt_out", "channel"]
+    list_select_related = ["campaign"]
+    search_fields = ["^phone", "text"]
+    raw_id_fields = ["client", "message", "campaign", "account"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
 
     def has_change_permission(self, request, obj=None):
         return False

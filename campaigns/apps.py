@@ -8,7 +8,9 @@ class CampaignsConfig(AppConfig):
     def ready(self):
         # providers knows nothing of campaigns: the engine tells its inbox who applies
         # the gateways' reports. Imported here, once the app registry is ready (models).
-        from campaigns.statuses import apply_status_events
-        from providers.inbox import register_status_handler  # as above
+        from campaigns.replies import record_replies  # as above
+        from campaigns.statuses import apply_status_events  # as above
+        from providers.inbox import register_reply_handler, register_status_handler  # as above
 
         register_status_handler(apply_status_events)
+        register_reply_handler(record_replies)

@@ -771,3 +771,50 @@ class LinkClick(models.Model):
 
     def __str__(self) -> str:
         return f"{self.clicks} clicks on message {self.message_id}"
+
+
+class InboundReply(models.Model):
+    """A message a client sent back through a gateway (campaigns/replies.py)."""
+
+    operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="+")
+    account = models.ForeignKey(
+        "providers.ProviderAccount", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    provider_reply_id = models.CharField(max_length=100)
+    phone = models.CharField(max_length=15)
+    text = models.TextField(blank=True)
+    channel = models.CharField(max_length=16, blank=True)
+    client = models.ForeignKey(
+        Client, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+    message = models.ForeignKey(
+        Message,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="replies",
+        help_text=_("The message it answers, when the gateway or the phone tells."),
+    )
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+    is_opt_out = models.BooleanField(_("opt-out"), default=False)
+    received_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("reply")
+        verbose_name_plural = _("replies")
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            # A gateway that redelivers a reply must not record (or apply) it twice.
+            models.UniqueConstraint(
+                fields=["account", "provider_reply_id"], name="inbound_reply_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "-received_at"], name="inbound_reply_campaign"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Reply {self.provider_reply_id} from {self.phone}"

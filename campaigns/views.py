@@ -15,7 +15,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Exists, OuterRef, Prefetch, Q
+from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, Sum, Window
+from django.db.models.functions import Cast
 from django.http import (
     Http404,
     HttpResponse,
@@ -34,7 +35,14 @@ from campaigns import caps, experiments, links, preview, services, stats, trigge
 from campaigns.audience import forecast
 from campaigns.forms import CASCADE_STEPS, CampaignForm, SegmentForm, TemplateForm
 from campaigns.lists import read_list
-from campaigns.models import Campaign, Delivery, DeliveryEvent, Message, MessageTemplate
+from campaigns.models import (
+    Campaign,
+    Delivery,
+    DeliveryEvent,
+    InboundReply,
+    Message,
+    MessageTemplate,
+)
 from clients.channels import Channel
 from clients.models import Card
 from clients.phones import normalize_phone
@@ -46,10 +54,11 @@ view_required = permission_required("campaigns.view_campaign", raise_exception=T
 change_required = permission_required("campaigns.change_campaign", raise_exception=True)
 
 
-def _campaign(request, pk: int, **lookups) -> Campaign:
+def _campaign(request, pk: int, queryset=None, **lookups) -> Campaign:
     operator = current_operator(request)
+    queryset = Campaign.objects.all() if queryset is None else queryset
     campaign = get_object_or_404(
-        Campaign.objects.select_related("template"), pk=pk, operator=operator, **lookups
+        queryset.select_related("template"), pk=pk, operator=operator, **lookups
     )
     campaign.operator = operator  # already loaded: the pages read its name and time zone
     return campaign
@@ -346,7 +355,9 @@ def campaign_action(request, pk: int, action: str):
 @view_required
 @require_GET
 def campaign_detail(request, pk: int):
-    campaign = _campaign(request, pk)
+    # Whether it has replies rides on the campaign's own query (the page has ten queries).
+    has_replies = Exists(InboundReply.objects.filter(campaign=OuterRef("pk")))
+    campaign = _campaign(request, pk, Campaign.objects.annotate(has_replies=has_replies))
     return render(
         request,
         "campaigns/detail.html",
@@ -365,8 +376,41 @@ def campaign_detail(request, pk: int):
             else None,
             "uplift": experiments.holdout_uplift(campaign),
             "link_clicks": campaign.link_clicks.count() if campaign.track_links else None,
+            **_replies(campaign),
         },
     )
+
+
+def _replies(campaign: Campaign) -> dict:
+    if not campaign.has_replies:
+        return {"replies": [], "reply_counts": None}
+    # One query: the window counts run over all the campaign's replies, before the LIMIT.
+    latest = list(
+        campaign.replies.select_related("client")
+        .only(
+            "phone",
+            "text",
+            "channel",
+            "is_opt_out",
+            "received_at",
+            "message_id",
+            "client__first_name",
+            "client__last_name",
+        )
+        .annotate(
+            total=Window(Count("id")),
+            opt_outs=Window(Sum(Cast("is_opt_out", IntegerField()))),
+        )[:REPLIES_SHOWN]
+    )
+    if not latest:
+        return {"replies": [], "reply_counts": None}
+    return {
+        "replies": latest,
+        "reply_counts": {"total": latest[0].total, "opt_outs": latest[0].opt_outs},
+    }
+
+
+REPLIES_SHOWN = 20
 
 
 @login_required

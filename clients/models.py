@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from clients.channels import CONSENT_FLAGS, Channel
 
+DEFAULT_OPT_OUT_KEYWORDS = "STOP, СТОП, ОТПИСАТЬСЯ, ОТПИСКА"
 PHONE_DIGITS_REGEX = r"^[1-9][0-9]{6,14}$"
 
 
@@ -37,6 +38,18 @@ class Operator(models.Model):
     )
     cap_min_gap_minutes = models.PositiveIntegerField(
         _("minimum gap between two messages on a channel (minutes)"), default=0, db_default=0
+    )
+    # Replies that mean "stop": matched whole, ignoring case, spaces and trailing punctuation.
+    opt_out_keywords = models.CharField(
+        _("opt-out reply keywords"),
+        max_length=500,
+        default=DEFAULT_OPT_OUT_KEYWORDS,
+        db_default=DEFAULT_OPT_OUT_KEYWORDS,
+        blank=True,
+        help_text=_(
+            "Comma-separated. A client's reply that is one of these turns off the consent "
+            "of the channel it came on."
+        ),
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -228,6 +241,7 @@ class ConsentChange(models.Model):
         IMPORT = "import", "Import"
         SYSTEM = "system", "System"
         UNSUBSCRIBE = "unsubscribe", _("Unsubscribe link")
+        REPLY = "reply", _("Reply to a message")
 
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="+")
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="consent_changes")
@@ -251,7 +265,9 @@ class ConsentChange(models.Model):
                 condition=Q(flag__in=CONSENT_FLAGS), name="consent_change_flag_valid"
             ),
             models.CheckConstraint(
-                condition=Q(source__in=["admin", "page", "api", "import", "system", "unsubscribe"]),
+                condition=Q(
+                    source__in=["admin", "page", "api", "import", "system", "unsubscribe", "reply"]
+                ),
                 name="consent_change_source_valid",
             ),
             models.CheckConstraint(

@@ -153,6 +153,19 @@ class StatusEvent:
     raw: str = ""
 
 
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message a client sent back (a reply in Viber, an SMS to the sender's number)."""
+
+    provider_reply_id: str  # the gateway's id of the reply: a redelivery is recognised by it
+    phone: str
+    text: str
+    channel: str = ""  # the channel it came on ("viber", "sms", ...); "" when not said
+    provider_message_id: str = ""  # the gateway's id of the message it answers, if known
+    received_at: datetime | None = None
+    raw: str = ""
+
+
 Item = tuple[int, OutgoingMessage]  # (position in the batch, message)
 
 
@@ -287,6 +300,13 @@ class Backend:
 
     def parse_callback(self, request) -> list[StatusEvent]:
         """Turn a webhook request (Django HttpRequest) into status events."""
+        raise NotImplementedError
+
+    # Gateways that forward clients' replies set this and parse them here.
+    has_inbound = False
+
+    def parse_inbound(self, request) -> list[InboundMessage]:
+        """Turn an inbound-messages webhook request (Django HttpRequest) into replies."""
         raise NotImplementedError
 
     def batch_size(self) -> int:

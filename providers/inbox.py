@@ -219,6 +219,25 @@ def apply_status_events(*, account_id: int, events: list[StatusEvent], source: s
     _status_handler(account_id=account_id, events=events, source=source)
 
 
+# What keeps clients' replies (campaigns.replies), registered the same way. Called as
+# handler(account=, replies=) inside the webhook's request; replies are few, so they are
+# recorded at once rather than queued like status callbacks.
+_reply_handler = None
+
+
+def register_reply_handler(handler) -> None:
+    global _reply_handler
+    _reply_handler = handler
+
+
+def record_replies(*, account, replies: list) -> int:
+    if _reply_handler is None:
+        raise ImproperlyConfigured(
+            "No reply handler registered: is the campaigns app in INSTALLED_APPS?"
+        )
+    return _reply_handler(account=account, replies=replies)
+
+
 def _apply(rows: list[tuple[int, int, list]]) -> dict[int, str]:
     """Apply the rows' reports, one batch per account; returns {row id: error} for rows that failed."""
     by_account: dict[int, list[tuple[int, list]]] = defaultdict(list)

@@ -84,6 +84,11 @@ class ProviderAccount(models.Model):
         base = settings.CASCADE_PUBLIC_URL.rstrip("/")
         return f"{base}/providers/webhooks/{self.backend}/{self.pk}/{secrets[0]}/"
 
+    def replies_url(self) -> str:
+        """Where a gateway that forwards clients' replies should post them."""
+        url = self.callback_url()
+        return f"{url}replies/" if url else ""
+
     def clean(self) -> None:
         errors = {}
         limit = request_time_limit()

@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from providers.base import ProviderError
-from providers.inbox import after_store, store_callback
+from providers.inbox import after_store, record_replies, store_callback
 from providers.models import ProviderAccount
 from providers.registry import BACKENDS, get_backend
 
@@ -32,6 +32,7 @@ MAX_CALLBACK_BYTES = 256 * 1024
 # What parsing a callback needs of the account (credentials: a backend may check a signature).
 ACCOUNT_FIELDS = (
     "id",
+    "operator",
     "backend",
     "name",
     "callback_secrets",
@@ -98,17 +99,25 @@ def forget_account(sender, instance: ProviderAccount, **kwargs) -> None:
         _accounts.pop(key, None)
 
 
-@csrf_exempt
-def webhook(request: HttpRequest, backend: str, account_id: int, secret: str) -> HttpResponse:
-    if request.method not in ("GET", "POST", "PUT"):
-        return HttpResponse("Method not allowed", status=405)
+def _refusal(request: HttpRequest, backend: str, account_id: int, secret: str, methods):
+    """The account a webhook call is for, or the answer refusing the call."""
+    if request.method not in methods:
+        return None, HttpResponse("Method not allowed", status=405)
     if backend not in BACKENDS:
-        return HttpResponse("Unknown backend", status=404)
+        return None, HttpResponse("Unknown backend", status=404)
     if int(request.headers.get("Content-Length") or 0) > MAX_CALLBACK_BYTES:
-        return HttpResponse("Callback too large", status=413)
+        return None, HttpResponse("Callback too large", status=413)
     account = account_for_callbacks(account_id, backend)
     if account is None or not secret_matches(account.callback_secrets, secret):
-        return HttpResponse("Forbidden", status=403)
+        return None, HttpResponse("Forbidden", status=403)
+    return account, None
+
+
+@csrf_exempt
+def webhook(request: HttpRequest, backend: str, account_id: int, secret: str) -> HttpResponse:
+    account, refusal = _refusal(request, backend, account_id, secret, ("GET", "POST", "PUT"))
+    if refusal is not None:
+        return refusal
     try:
         events = get_backend(account).parse_callback(request)
     except (ValueError, KeyError, TypeError, ProviderError) as error:
@@ -116,4 +125,24 @@ def webhook(request: HttpRequest, backend: str, account_id: int, secret: str) ->
         return HttpResponse(f"Unreadable callback: {error}", status=400)
     if store_callback(account.pk, events) is not None:
         after_store()
+    return HttpResponse("OK")
+
+
+@csrf_exempt
+def replies_webhook(
+    request: HttpRequest, backend: str, account_id: int, secret: str
+) -> HttpResponse:
+    """Clients' replies forwarded by a gateway; kept once each, opt-outs applied at once."""
+    account, refusal = _refusal(request, backend, account_id, secret, ("POST",))
+    if refusal is not None:
+        return refusal
+    gateway = get_backend(account)
+    if not gateway.has_inbound:
+        return HttpResponse("This gateway forwards no replies", status=404)
+    try:
+        replies = gateway.parse_inbound(request)
+    except (ValueError, KeyError, TypeError, ProviderError) as error:
+        logger.warning("Unreadable %s replies for account %s: %s", backend, account.pk, error)
+        return HttpResponse(f"Unreadable replies: {error}", status=400)
+    record_replies(account=account, replies=replies)
     return HttpResponse("OK")

@@ -70,6 +70,15 @@ Decisions where the documents are silent or loose:
   unsubscribe -> delivered (received; whether it was read is unknown).
 * No callbacks: parse_callback returns no events (an authenticated stray
   request is answered 200 and changes nothing).
+* Clients' replies: the seeds document no inbound webhook, though the
+  platform's cabinet forwards incoming Viber (and SMS) replies. We take them at
+  the account's webhook URL plus `replies/`, as one JSON document, which the
+  simulator sends the same way (times on the gateway's clock):
+      {"incoming": [{"id_incoming": "5001", "id_message": "1000123",
+                     "phone": "79001234567", "channel": "viber",
+                     "text": "STOP", "time_receive": "2026-12-07 13:00:00"}]}
+  id_message is the gateway's id of the message answered (may be absent);
+  id_incoming identifies the reply, so a redelivered one is kept once.
 """
 
 # The gateway speaks Russian: its error texts are Cyrillic on purpose.
@@ -95,6 +104,7 @@ from providers.base import Backend as BaseBackend
 from providers.base import (
     Chunk,
     ConfigurationError,
+    InboundMessage,
     Item,
     OutgoingMessage,
     ProviderError,
@@ -111,6 +121,7 @@ logger = logging.getLogger(__name__)
 
 CHANNELS = ("viber", "vk", "sms")
 FLAVOURS = ("json", "xml", "get")
+MAX_INBOUND_ITEMS = 1000
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the gateway's clock, in options["timezone"]
 STATE_CHUNK = 200  # ids per JSON/XML status request; the docs give no limit
 VIBER_MAX_TTL_MINUTES = 14 * 24 * 60  # Viber keeps a business message two weeks at most
@@ -901,3 +912,48 @@ class Backend(BaseBackend):
     def parse_callback(self, request) -> list[StatusEvent]:
         """The cascade API has no callbacks; a stray request changes nothing."""
         return []
+
+    has_inbound = True
+
+    def parse_inbound(self, request) -> list[InboundMessage]:
+        """The replies of one inbound webhook call (format in the module docstring)."""
+        document = json.loads(request.body or b"null")
+        if not isinstance(document, dict) or not isinstance(document.get("incoming"), list):
+            raise ValueError('expected a JSON object with an "incoming" list')
+        items = document["incoming"]
+        if len(items) > MAX_INBOUND_ITEMS:
+            raise ValueError(f"at most {MAX_INBOUND_ITEMS} replies per call, got {len(items)}")
+        replies = []
+        for position, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ValueError(f"incoming[{position}] is not an object")
+            reply_id = str(item.get("id_incoming") or "").strip()
+            phone = str(item.get("phone") or "").strip()
+            text = item.get("text")
+            channel = str(item.get("channel") or "").strip().lower()
+            if not reply_id or len(reply_id) > 100:
+                raise ValueError(f"incoming[{position}].id_incoming is missing or too long")
+            if not phone.isdigit() or not 5 <= len(phone) <= 15:
+                raise ValueError(f"incoming[{position}].phone is not a phone number")
+            if not isinstance(text, str) or len(text) > 2000:
+                raise ValueError(
+                    f"incoming[{position}].text must be text of at most 2000 characters"
+                )
+            if channel and channel not in CHANNELS:
+                raise ValueError(
+                    f"incoming[{position}].channel {channel!r} is not one of {CHANNELS}"
+                )
+            replies.append(
+                InboundMessage(
+                    provider_reply_id=reply_id,
+                    phone=phone,
+                    text=text,
+                    channel=channel,
+                    provider_message_id=str(item.get("id_message") or "").strip()[:100],
+                    received_at=parse_time(
+                        item.get("time_receive"), TIME_FORMAT, self.gateway_tz()
+                    ),
+                    raw=json.dumps(item, ensure_ascii=False)[:2000],
+                )
+            )
+        return replies

@@ -18,6 +18,12 @@ rule the seed states for GET). A repeated client_id_message from the same
 login is not sent again: the answer repeats the earlier message's ids, as the
 platform's SMS API documents for client_id_sms.
 
+Clients' replies (ours; the seeds document no inbound webhook): a test or the
+demo calls reply(message_id, text) or POSTs {"message_id", "text"} to
+/_sim/reply, and the reply goes to the URL set for the message's login
+(set_inbound_url, or POST {"login", "url"} to /_sim/inbound) as the JSON
+document providers/backends/cascade_gateway.py describes, retried on failure.
+
 Texts: where the platform's docs list an error text it is used word for word
 (protocols-sources §3.8); the checks the docs describe without a text answer
 with a plausible Russian text of ours.
@@ -60,6 +66,7 @@ from providers.simulators.base import (
 
 CHANNELS = ("viber", "vk", "sms")
 MOSCOW = ZoneInfo("Europe/Moscow")
+REPLY_RETRY_DELAYS = [1.0, 5.0, 30.0, 120.0]  # ours: the seeds say nothing of inbound retries
 
 BAD_LOGIN = "Неправильный логин или пароль"
 NO_POST = "POST данные отсутствуют"
@@ -149,6 +156,54 @@ class CascadeGatewaySimulator(Simulator):
             self.recent_requests: dict[str, float] = {}  # request digest -> time
             self.client_ids: dict[tuple[str, str], str] = {}  # (login, client id) -> message id
             self.identical_refused = 0
+            self.inbound_urls: dict[str, str] = {}  # login -> where its replies are posted
+            self.replies_sent: list[dict[str, str]] = []
+
+    # ---- clients' replies (designed: the seeds document no inbound webhook) ----
+    def set_inbound_url(self, login: str, url: str) -> None:
+        """What the gateway's cabinet calls "incoming messages URL" for a login."""
+        with self.lock:
+            self.inbound_urls[login] = url
+
+    def reply(self, message_id: str, text: str, channel: str = "") -> dict[str, str]:
+        """A client answers a message: post it to its login's inbound URL (retried like callbacks)."""
+        with self.lock:
+            message = self.messages[message_id]
+            login = message.extra["login"]
+            url = self.inbound_urls.get(login)
+            if not url:
+                raise ValueError(f"no inbound URL set for login {login!r}")
+            item = {
+                "id_incoming": self.next_id(),
+                "id_message": message.id,
+                "phone": message.phone,
+                "channel": channel or message.channels[0],
+                "text": text,
+                "time_receive": datetime.now(MOSCOW).strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            self.replies_sent.append(item)
+        self.schedule(
+            time.time(),
+            lambda: self.deliver_callback(
+                "POST", url, REPLY_RETRY_DELAYS, json={"incoming": [item]}
+            ),
+        )
+        return item
+
+    def handle_control(self, request: SimRequest) -> SimResponse:
+        if request.method == "POST" and request.path in ("/_sim/inbound", "/_sim/reply"):
+            fields = json.loads(request.body or b"{}")
+            try:
+                if request.path == "/_sim/inbound":
+                    self.set_inbound_url(str(fields["login"]), str(fields["url"]))
+                    return json_response({"login": fields["login"], "url": fields["url"]})
+                item = self.reply(
+                    str(fields["message_id"]), str(fields["text"]), str(fields.get("channel", ""))
+                )
+            except (KeyError, ValueError) as error:
+                return json_response({"error": f"bad request: {error}"}, 400)
+            return json_response(item)
+        return super().handle_control(request)
 
     def routes(self):
         return {

@@ -387,3 +387,51 @@ def test_faults_are_transient_errors(sim, flavour, knob):
         backend.fetch_statuses([ProviderRef(1, "1000001")])
     assert error.value.permanent is False
     assert sim.stats()["accepted"] == 0
+
+
+def test_a_reply_goes_to_the_logins_inbound_url_in_the_format_the_backend_parses(sim):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    bodies = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        backend = Backend(account_for(sim))
+        sent = backend.send([message(1, run="reply")])[0]
+        assert sent.accepted
+        control = f"{sim.url}/_sim"
+        unset = requests.post(
+            f"{control}/reply",
+            json={"message_id": sent.provider_message_id, "text": "x"},
+            timeout=5,
+        )
+        assert unset.status_code == 400 and "no inbound URL" in unset.json()["error"]
+        url = f"http://127.0.0.1:{receiver.server_port}/in"
+        assert requests.post(f"{control}/inbound", json={"login": "demo", "url": url}, timeout=5).ok
+        answer = requests.post(
+            f"{control}/reply",
+            json={"message_id": sent.provider_message_id, "text": "СТОП"},
+            timeout=5,
+        )
+        assert answer.ok
+        deadline = time.monotonic() + 5
+        while not bodies and time.monotonic() < deadline:
+            time.sleep(0.02)
+        [reply] = backend.parse_inbound(SimpleNamespace(body=bodies[0]))
+        assert (reply.phone, reply.text, reply.channel) == ("79160000001", "СТОП", "viber")
+        assert reply.provider_message_id == sent.provider_message_id
+        assert reply.provider_reply_id == answer.json()["id_incoming"]
+        assert reply.received_at is not None
+    finally:
+        receiver.shutdown()

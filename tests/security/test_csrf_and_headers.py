@@ -52,6 +52,7 @@ CSRF_EXEMPT = {
     "api-schema",
     "api-docs",
     "providers:webhook",
+    "providers:replies-webhook",
     "unsubscribe",  # RFC 8058 one-click: the signed token in the URL is the check
 }
 

@@ -84,6 +84,7 @@ HOSTILE_POST = {
 # Patterns with parameters that are not a tenant's row id, and why they are not in the matrix.
 NOT_TENANT_IDS = {
     "providers:webhook": "authenticated by the account's secret; tests/security/test_credentials.py",
+    "providers:replies-webhook": "the same secret; tests/campaigns/test_replies.py",
     "password_reset_confirm": "a signed user token, not an operator's row",
     "tracked-link": "a signed code, not a row id; tests/campaigns/test_links.py",
     "unsubscribe": "a signed token, not a row id; tests/campaigns/test_unsubscribe.py",

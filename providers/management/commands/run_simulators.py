@@ -5,6 +5,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
+from providers.models import ProviderAccount
 from providers.simulators import SIMULATORS, simulator_class, simulator_port
 from providers.simulators.base import SimulatorConfig
 
@@ -45,9 +46,22 @@ class Command(BaseCommand):
                 simulator = cls(port=port, config=config).start()
             started.append(simulator)
             self.stdout.write(f"{name} simulator on 127.0.0.1:{port}")
+            if name == "cascade_gateway":
+                self.forward_replies(simulator)
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         stop.wait()
         for simulator in started:
             simulator.stop()
+
+    def forward_replies(self, simulator) -> None:
+        """Point the gateway's "incoming messages URL" at the accounts that use it (the demo)."""
+        accounts = ProviderAccount.objects.filter(
+            backend="cascade_gateway", base_url__startswith=simulator.url
+        )
+        for account in accounts:
+            login = str((account.credentials or {}).get("login") or "")
+            if login and account.replies_url():
+                simulator.set_inbound_url(login, account.replies_url())
+                self.stdout.write(f"  replies for login {login!r} go to account {account.pk}")
