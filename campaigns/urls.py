@@ -15,6 +15,7 @@ urlpatterns = [
     path("<int:pk>/edit/", views.campaign_edit, name="edit"),
     path("<int:pk>/preview/", views.campaign_preview, name="preview"),
     path("<int:pk>/stats.json", views.campaign_stats, name="stats"),
+    path("<int:pk>/series.json", views.campaign_series, name="series"),
     path("<int:pk>/messages/", views.message_list, name="messages"),
     path("<int:pk>/messages/<int:message_id>/", views.message_detail, name="message"),
     path("<int:pk>/export.csv", views.export_csv, name="export"),

@@ -31,7 +31,17 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from campaigns import caps, experiments, links, preview, services, stats, triggers, unsubscribe
+from campaigns import (
+    caps,
+    experiments,
+    links,
+    preview,
+    series,
+    services,
+    stats,
+    triggers,
+    unsubscribe,
+)
 from campaigns.audience import forecast
 from campaigns.forms import CASCADE_STEPS, CampaignForm, SegmentForm, TemplateForm
 from campaigns.lists import read_list
@@ -411,6 +421,14 @@ def _replies(campaign: Campaign) -> dict:
 
 
 REPLIES_SHOWN = 20
+
+
+@login_required
+@view_required
+@require_GET
+def campaign_series(request, pk: int):
+    """The dashboard chart's series (campaigns/series.py), polled while the campaign runs."""
+    return JsonResponse(series.timeline(_campaign(request, pk)))
 
 
 @login_required

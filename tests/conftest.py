@@ -8,12 +8,14 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.utils import timezone
 
 from campaigns.models import (
     AudienceListEntry,
     Campaign,
     Delivery,
     DeliveryEvent,
+    InboundReply,
     Message,
     MessageTemplate,
     PartnerSend,
@@ -203,8 +205,21 @@ def world(sunrise, northwind):
     partner_send = PartnerSend.objects.create(
         operator=sunrise, api_credential=credential, request_digest="0" * 64, message=message
     )
+    reply = InboundReply.objects.create(
+        operator=sunrise,
+        account=account,
+        provider_reply_id="r-1",
+        phone="79160009931",
+        text="Thanks",
+        channel="sms",
+        client=client,
+        message=message,
+        campaign=campaign,
+        received_at=timezone.now(),
+    )
     return {
         "operator": sunrise,
+        "inboundreply": reply,
         "partnersend": partner_send,
         "pointofsale": pos,
         "tag": tag,

@@ -17,13 +17,9 @@ def make_clients(operator, count, **fields):
 
 
 def campaign_for(setup, channels, **fields):
+    values = {"name": "Sale", "state": Campaign.State.RUNNING, **fields}
     return Campaign.objects.create(
-        operator=setup["operator"],
-        name="Sale",
-        template=setup["template"],
-        channels=channels,
-        state=Campaign.State.RUNNING,
-        **fields,
+        operator=setup["operator"], template=setup["template"], channels=channels, **values
     )
 
 
