@@ -33,6 +33,8 @@
 
   function datasets(data, split) {
     var parts = [];
+    // Points only while there are few buckets: a line of one point would not show at all.
+    var radius = data.labels.length <= 30 ? 3 : 0;
     var lines = group(data.series, split).map(function (line) {
       if (parts.indexOf(line.part) < 0) parts.push(line.part);
       var color = palette[parts.indexOf(line.part) % palette.length];
@@ -42,7 +44,7 @@
         borderColor: color,
         backgroundColor: color,
         borderDash: dashes[line.metric] || [],
-        pointRadius: 0,
+        pointRadius: radius,
         tension: 0.2,
         yAxisID: "y",
       };
@@ -54,7 +56,7 @@
         data: cost.amounts.map(function (amount) { total += amount; return Math.round(total * 100) / 100; }),
         borderColor: "#6b7280",
         backgroundColor: "#6b7280",
-        pointRadius: 0,
+        pointRadius: radius,
         stepped: true,
         yAxisID: "cost",
       });
