@@ -3,10 +3,11 @@
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 from campaigns import experiments, fanout, services, winners
-from campaigns.models import Campaign, CampaignVariant, Message, MessageTemplate
+from campaigns.models import Campaign, CampaignVariant, Delivery, Message, MessageTemplate
 from providers.models import ChannelRoute
 from tests.campaigns.driving import campaign_for, drive, make_clients
 
@@ -169,3 +170,48 @@ def test_the_dashboard_compares_purchases_of_sent_and_control_group(setup, clien
     client.force_login(user)
     page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
     assert "Uplift over 7 days" in page and f"{uplift.uplift:.1f}" in page
+
+
+def test_the_sweeper_picks_the_winner_when_the_frozen_clock_reaches_the_wait(setup):
+    """The sweeper reads the clock itself: frozen, it decides at the wait's end, not before."""
+    gateway_only(setup)
+    make_clients(setup["operator"], 100, allow_sms=True)
+    start = timezone.now().replace(microsecond=0) + timedelta(days=1)
+    campaign = campaign_for(
+        setup,
+        ["viber"],
+        ab_mode=Campaign.Testing.WINNER,
+        ab_test_percent=50,
+        ab_wait_minutes=30,
+        ab_metric=Campaign.WinnerMetric.READ,
+    )
+    with_variants(setup, campaign)
+    with time_machine.travel(start, tick=False):
+        fanout.fan_out(campaign.pk)
+    tested = Message.objects.filter(campaign=campaign, variant__isnull=False)
+    tested_ids = list(tested.values_list("pk", flat=True))
+    assert 30 <= len(tested_ids) <= 70
+    # B's test share was read, A's only delivered: B wins on read rate.
+    now = timezone.now()
+    Delivery.objects.filter(message__in=tested.filter(variant__label="A")).update(
+        status="delivered", delivered_at=now
+    )
+    Delivery.objects.filter(message__in=tested.filter(variant__label="B")).update(
+        status="read", delivered_at=now, read_at=now
+    )
+    tested.filter(variant__label="A").update(status=Message.Status.DELIVERED)
+    tested.filter(variant__label="B").update(status=Message.Status.READ)
+    almost = start + timedelta(minutes=29, seconds=59)
+    with time_machine.travel(almost, tick=False):
+        services.sweep_once()
+    campaign.refresh_from_db()
+    assert campaign.ab_winner is None and campaign.ab_decided_at is None
+    due = start + timedelta(minutes=30)
+    with time_machine.travel(due, tick=False):
+        assert services.sweep_once()["winners"] == 1
+    campaign.refresh_from_db()
+    assert campaign.ab_winner.label == "B" and campaign.ab_decided_at == due
+    assert campaign.ab_reason.startswith("B won on read rate: 100.0%")
+    waiting = Message.objects.filter(campaign=campaign).exclude(pk__in=tested_ids)
+    assert waiting.count() == 100 - len(tested_ids)
+    assert set(waiting.values_list("variant__label", flat=True)) == {"B"}
