@@ -16,6 +16,7 @@ urlpatterns = [
     path("<int:pk>/preview/", views.campaign_preview, name="preview"),
     path("<int:pk>/stats.json", views.campaign_stats, name="stats"),
     path("<int:pk>/series.json", views.campaign_series, name="series"),
+    path("<int:pk>/replies/", views.reply_list, name="replies"),
     path("<int:pk>/messages/", views.message_list, name="messages"),
     path("<int:pk>/messages/<int:message_id>/", views.message_detail, name="message"),
     path("<int:pk>/export.csv", views.export_csv, name="export"),

@@ -15,8 +15,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, Sum, Window
-from django.db.models.functions import Cast
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import (
     Http404,
     HttpResponse,
@@ -365,9 +365,14 @@ def campaign_action(request, pk: int, action: str):
 @view_required
 @require_GET
 def campaign_detail(request, pk: int):
-    # Whether it has replies rides on the campaign's own query (the page has ten queries).
-    has_replies = Exists(InboundReply.objects.filter(campaign=OuterRef("pk")))
-    campaign = _campaign(request, pk, Campaign.objects.annotate(has_replies=has_replies))
+    # The reply counts ride on the campaign's own query (the page has ten queries).
+    campaign = _campaign(
+        request,
+        pk,
+        Campaign.objects.annotate(
+            reply_total=_reply_count(), reply_opt_outs=_reply_count(is_opt_out=True)
+        ),
+    )
     return render(
         request,
         "campaigns/detail.html",
@@ -386,41 +391,48 @@ def campaign_detail(request, pk: int):
             else None,
             "uplift": experiments.holdout_uplift(campaign),
             "link_clicks": campaign.link_clicks.count() if campaign.track_links else None,
-            **_replies(campaign),
         },
     )
 
 
-def _replies(campaign: Campaign) -> dict:
-    if not campaign.has_replies:
-        return {"replies": [], "reply_counts": None}
-    # One query: the window counts run over all the campaign's replies, before the LIMIT.
-    latest = list(
-        campaign.replies.select_related("client")
-        .only(
-            "phone",
-            "text",
-            "channel",
-            "is_opt_out",
-            "received_at",
-            "message_id",
-            "client__first_name",
-            "client__last_name",
-        )
-        .annotate(
-            total=Window(Count("id")),
-            opt_outs=Window(Sum(Cast("is_opt_out", IntegerField()))),
-        )[:REPLIES_SHOWN]
+def _reply_count(**lookups):
+    replies = (
+        InboundReply.objects.filter(campaign=OuterRef("pk"), **lookups)
+        .order_by()
+        .values("campaign")
+        .annotate(n=Count("id"))
+        .values("n")
     )
-    if not latest:
-        return {"replies": [], "reply_counts": None}
-    return {
-        "replies": latest,
-        "reply_counts": {"total": latest[0].total, "opt_outs": latest[0].opt_outs},
-    }
+    return Coalesce(Subquery(replies), 0)
 
 
-REPLIES_SHOWN = 20
+@login_required
+@view_required
+@require_GET
+def reply_list(request, pk: int):
+    """The clients' replies to a campaign, newest first; `?opt_out=1` for the opt-outs only."""
+    campaign = _campaign(request, pk)
+    queryset = campaign.replies.select_related("client").order_by("-received_at", "-id")
+    opt_outs_only = request.GET.get("opt_out") == "1"
+    if opt_outs_only:
+        queryset = queryset.filter(is_opt_out=True)
+    page_text = request.GET.get("page") or "1"
+    page_number = min(max(1, int(page_text)), 100_000) if page_text.isdigit() else 1
+    start = (page_number - 1) * PAGE_SIZE
+    rows = list(queryset[start : start + PAGE_SIZE + 1])
+    return render(
+        request,
+        "campaigns/replies.html",
+        {
+            "nav": "campaigns",
+            "campaign": campaign,
+            "rows": rows[:PAGE_SIZE],
+            "page_number": page_number,
+            "has_next": len(rows) > PAGE_SIZE,
+            "opt_outs_only": opt_outs_only,
+            "query": _without_page(request),
+        },
+    )
 
 
 @login_required

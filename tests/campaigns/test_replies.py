@@ -105,9 +105,12 @@ def test_other_replies_are_kept_and_listed_on_the_campaign_without_changing_cons
     assert client.allow_sms is True and not ConsentChange.objects.filter(source="reply").exists()
     http = HttpClient()
     http.force_login(mark)
-    page = http.get(f"/campaigns/{campaign.pk}/")
-    assert page.status_code == 200
-    assert "Когда начнётся распродажа?" in page.content.decode()
+    page = http.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "1 client reply, 0 of them opt-outs" in page
+    listed = http.get(f"/campaigns/{campaign.pk}/replies/")
+    assert listed.status_code == 200
+    assert "Когда начнётся распродажа?" in listed.content.decode()
+    assert "Когда" not in http.get(f"/campaigns/{campaign.pk}/replies/?opt_out=1").content.decode()
 
 
 def test_a_redelivered_reply_is_recorded_and_applied_once(sent):
