@@ -18,6 +18,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from providers.models import ChannelRoute, ProviderAccount
+from providers.simulators.base import SimulatorConfig
+from providers.simulators.cascade_gateway import CascadeGatewaySimulator
+
 CHROMIUM = Path("/usr/bin/chromium")
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -171,3 +175,30 @@ def screenshot(tmp_path):
         return path
 
     return take
+
+
+@pytest.fixture
+def delivering_gateway():
+    """A cascade gateway simulator that delivers every message, a little later."""
+    sim = CascadeGatewaySimulator(
+        config=SimulatorConfig(delivery_delay=0.3, outcome_mix={"delivered": 1.0}),
+        identical_window=0,
+    ).start()
+    yield sim
+    sim.stop()
+
+
+def route_sms_through(operator, sim):
+    """The operator's SMS go to this simulator, through one cascade gateway account."""
+    account = ProviderAccount.objects.create(
+        operator=operator,
+        name="Cascade gateway",
+        backend="cascade_gateway",
+        base_url=sim.url,
+        credentials={"login": "demo", "password": "demo-pass"},
+        channels=["sms"],
+        options={"flavour": "json", "identical_request_seconds": 0},
+        sender_names={"sms": "Sunrise"},
+    )
+    ChannelRoute.objects.create(operator=operator, channel="sms", account=account, priority=1)
+    return account

@@ -15,9 +15,7 @@ from playwright.sync_api import expect
 
 from campaigns import outcomes, services
 from campaigns.models import Campaign, Message, MessageTemplate
-from providers.models import ChannelRoute, ProviderAccount
-from providers.simulators.base import SimulatorConfig
-from providers.simulators.cascade_gateway import CascadeGatewaySimulator
+from tests.browser.conftest import route_sms_through
 from tests.browser.test_marketer import sweeper
 from tests.campaigns.clusters import start_cluster, stop
 from tests.conftest import make_client
@@ -36,28 +34,8 @@ DELIVERED_BY_VARIANT = """label => {
 
 
 @pytest.fixture
-def gateway_sim():
-    sim = CascadeGatewaySimulator(
-        config=SimulatorConfig(delivery_delay=0.3, outcome_mix={"delivered": 1.0}),
-        identical_window=0,
-    ).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def audience(sunrise, gateway_sim):
-    account = ProviderAccount.objects.create(
-        operator=sunrise,
-        name="Cascade gateway",
-        backend="cascade_gateway",
-        base_url=gateway_sim.url,
-        credentials={"login": "demo", "password": "demo-pass"},
-        channels=["sms"],
-        options={"flavour": "json", "identical_request_seconds": 0},
-        sender_names={"sms": "Sunrise"},
-    )
-    ChannelRoute.objects.create(operator=sunrise, channel="sms", account=account, priority=1)
+def audience(sunrise, delivering_gateway):
+    route_sms_through(sunrise, delivering_gateway)
     MessageTemplate.objects.create(operator=sunrise, name="Spring A", text="Spring sale: -20%")
     MessageTemplate.objects.create(operator=sunrise, name="Spring B", text="Spring: 2 for 1")
     for n in range(CLIENTS):
@@ -70,7 +48,7 @@ def test_a_test_then_winner_campaign_sends_the_winner_to_the_rest_on_the_chart(
     login,
     mark,
     audience,
-    gateway_sim,
+    delivering_gateway,
     monkeypatch,
 ):
     monkeypatch.setattr(services, "POLL_INTERVAL_SECONDS", 1)
@@ -133,4 +111,4 @@ def test_a_test_then_winner_campaign_sends_the_winner_to_the_rest_on_the_chart(
     )
     losers = page.evaluate(f"({DELIVERED_BY_VARIANT})('{loser}')")
     assert losers == CLIENTS - winners
-    assert gateway_sim.stats()["accepted"] == CLIENTS
+    assert delivering_gateway.stats()["accepted"] == CLIENTS

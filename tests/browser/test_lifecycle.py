@@ -16,9 +16,7 @@ from playwright.sync_api import expect
 
 from campaigns import outcomes, services
 from campaigns.models import Campaign, Message, MessageTemplate
-from providers.models import ChannelRoute, ProviderAccount
-from providers.simulators.base import SimulatorConfig
-from providers.simulators.cascade_gateway import CascadeGatewaySimulator
+from tests.browser.conftest import route_sms_through
 from tests.browser.test_marketer import sweeper
 from tests.campaigns.clusters import start_cluster, stop
 from tests.conftest import make_client
@@ -27,29 +25,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def gateway_sim():
-    sim = CascadeGatewaySimulator(
-        config=SimulatorConfig(delivery_delay=0.3, outcome_mix={"delivered": 1.0}),
-        identical_window=0,
-    ).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def birthdays(sunrise, gateway_sim):
+def birthdays(sunrise, delivering_gateway):
     """Three clients whose birthday is today in Moscow, one whose birthday is in two days."""
-    account = ProviderAccount.objects.create(
-        operator=sunrise,
-        name="Cascade gateway",
-        backend="cascade_gateway",
-        base_url=gateway_sim.url,
-        credentials={"login": "demo", "password": "demo-pass"},
-        channels=["sms"],
-        options={"flavour": "json", "identical_request_seconds": 0},
-        sender_names={"sms": "Sunrise"},
-    )
-    ChannelRoute.objects.create(operator=sunrise, channel="sms", account=account, priority=1)
+    route_sms_through(sunrise, delivering_gateway)
     MessageTemplate.objects.create(
         operator=sunrise, name="Birthday", text="Happy birthday, {{ first_name }}! 15% off today."
     )
@@ -66,7 +44,7 @@ def birthdays(sunrise, gateway_sim):
 
 
 def test_a_birthday_trigger_built_in_the_builder_sends_and_charts_its_first_day(
-    page, live_server, login, mark, birthdays, gateway_sim, monkeypatch
+    page, live_server, login, mark, birthdays, delivering_gateway, monkeypatch
 ):
     monkeypatch.setattr(services, "POLL_INTERVAL_SECONDS", 1)
     monkeypatch.setattr(outcomes, "FIRST_POLL_SECONDS", 1)
@@ -108,4 +86,4 @@ def test_a_birthday_trigger_built_in_the_builder_sends_and_charts_its_first_day(
     expect(today_bar).to_have_attribute("data-messages", "3")
     expect(today_bar.locator(".fill")).to_have_attribute("style", re.compile(r"height: 100%"))
     assert Message.objects.filter(campaign=campaign).count() == 3
-    assert gateway_sim.stats()["accepted"] == 3
+    assert delivering_gateway.stats()["accepted"] == 3

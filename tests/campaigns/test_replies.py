@@ -4,7 +4,6 @@
 # ruff: noqa: RUF001
 
 import json
-import time
 
 import pytest
 from django.test import Client as HttpClient
@@ -13,6 +12,7 @@ from campaigns import fanout, replies
 from campaigns.models import Delivery, InboundReply
 from clients.models import Client, ConsentChange, Operator
 from tests.campaigns.driving import campaign_for, drive, make_clients
+from tests.providers.test_callbacks_over_http import wait_for
 
 pytestmark = [
     pytest.mark.usefixtures("no_background_tasks"),
@@ -39,15 +39,6 @@ def test_an_operator_sets_its_own_keywords():
     assert replies.is_opt_out("Хватит!", keywords)
     assert replies.is_opt_out("UNSUBSCRIBE", keywords)
     assert not replies.is_opt_out("stop", keywords)
-
-
-def wait_for(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
