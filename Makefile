@@ -2,7 +2,7 @@
 #   make run   - the app with demo data on http://127.0.0.1:8000 (SQLite, ORM broker)
 #   make test  - ruff and the whole pytest suite against a throw-away PostgreSQL
 #   make test-fast - the same without the slow tests (browsers, clusters, chaos, load)
-.PHONY: run test test-fast install lint format
+.PHONY: run test test-fast install messages lint format
 
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -10,15 +10,19 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
 
-install: $(STAMP)
+install: $(STAMP) messages
 
-run: $(STAMP)
+# The Russian (and any other) catalog, compiled on every run: a second at most.
+messages: $(STAMP)
+	bash scripts/messages.sh
+
+run: $(STAMP) messages
 	$(VENV)/bin/python scripts/run_dev.py
 
-test: $(STAMP)
+test: $(STAMP) messages
 	bash scripts/test.sh $(ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) messages
 	bash scripts/test.sh -m "not slow" -n 2 $(ARGS)
 
 lint: $(STAMP)

@@ -1,9 +1,14 @@
-"""Content-Security-Policy: Django 5.2 has none built in (6.0 brings SECURE_CSP)."""
+"""Content-Security-Policy (Django 5.2 has none built in; 6.0 brings SECURE_CSP), and the
+partner API's language."""
 
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils import translation
+from django.utils.translation.trans_real import parse_accept_lang_header
+
+PARTNER_API_PREFIX = "/api/"
 
 
 class ContentSecurityPolicyMiddleware:
@@ -22,3 +27,36 @@ class ContentSecurityPolicyMiddleware:
         if policy and "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = policy
         return response
+
+
+class PartnerApiLanguageMiddleware:
+    """The partner API speaks English unless the request's Accept-Language prefers Russian.
+
+    Partners' code compares ErrorCodes, not texts, and LCManager answers in English; a
+    partner's cookie or the site's default language (Russian) must not change that. Runs
+    after LocaleMiddleware, which chose the language for the pages.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(PARTNER_API_PREFIX):
+            return self.get_response(request)
+        language = partner_language(request.headers.get("Accept-Language", ""))
+        with translation.override(language):
+            request.LANGUAGE_CODE = language
+            response = self.get_response(request)
+        response.headers.setdefault("Content-Language", language)
+        return response
+
+
+def partner_language(header: str) -> str:
+    """Russian ("ru") when it is the most preferred language we speak, else "en"."""
+    for code, _quality in parse_accept_lang_header(header[:255]):
+        code = code.lower()
+        if code.startswith("ru"):
+            return "ru"
+        if code.startswith("en") or code == "*":
+            return "en"
+    return "en"

@@ -51,6 +51,8 @@ MIDDLEWARE = [
     "config.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "config.middleware.PartnerApiLanguageMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -102,7 +104,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# Russian first: the operators are Russian. Each user picks a language in the header
+# (LocaleMiddleware keeps it in a cookie); the partner API answers in English unless a
+# request asks for Russian (config.middleware.PartnerApiLanguageMiddleware).
+LANGUAGES = [("ru", "Русский"), ("en", "English")]
+LANGUAGE_CODE = env_str("LANGUAGE_CODE", "ru")
+if LANGUAGE_CODE not in dict(LANGUAGES):
+    raise ImproperlyConfiguredEnv(f"LANGUAGE_CODE must be one of {', '.join(dict(LANGUAGES))}")
+LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = env_str("TIME_ZONE", "Europe/Moscow")
 USE_I18N = True
 USE_TZ = True

@@ -39,6 +39,8 @@ urlpatterns = [
     ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("operator/", views.switch_operator, name="switch-operator"),
+    # Django's set_language: POST language (and next); the choice is kept in a cookie.
+    path("i18n/", include("django.conf.urls.i18n")),
     path("campaigns/", include("campaigns.urls")),
     path("clients/", include("clients.urls")),
     path("l/<str:code>", campaign_views.follow_link, name="tracked-link"),

@@ -1,0 +1,80 @@
+"""Language per user for the pages, Russian by default; English for partners unless asked."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config.middleware import partner_language
+from tests.config.test_lcmanager_views import (  # noqa: F401 (fixtures)
+    SEND,
+    answer,
+    api,
+    auth,
+    fresh_cache_and_no_broker,
+    post_json,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_default_language_is_russian_and_the_environment_can_change_it():
+    def language(**env):
+        environment = {k: v for k, v in os.environ.items() if k != "LANGUAGE_CODE"}
+        environment.update(env, SECRET_KEY="x", DJANGO_SETTINGS_MODULE="config.settings")
+        code = "import django; django.setup(); from django.conf import settings; print(settings.LANGUAGE_CODE)"
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True
+        )
+        return result.stdout.strip() or result.stderr.strip().splitlines()[-1]
+
+    assert language() == "ru"
+    assert language(LANGUAGE_CODE="en") == "en"
+    assert "LANGUAGE_CODE must be one of ru, en" in language(LANGUAGE_CODE="de")
+
+
+def test_a_user_switches_language_in_the_header_and_it_is_remembered(client, mark, settings):
+    settings.LANGUAGE_CODE = "ru"
+    client.force_login(mark)
+    page = client.get("/campaigns/")
+    assert '<html lang="ru">' in page.content.decode()
+    assert 'id="language-switch"' in page.content.decode()
+    switched = client.post("/i18n/setlang/", {"language": "en", "next": "/campaigns/"})
+    assert switched.status_code == 302 and switched["Location"] == "/campaigns/"
+    assert switched.cookies["django_language"].value == "en"
+    assert '<html lang="en">' in client.get("/campaigns/").content.decode()
+    # The admin follows the same choice (Django ships its Russian).
+    client.post("/i18n/setlang/", {"language": "ru", "next": "/admin/"})
+    client.logout()
+    assert "Имя пользователя" in client.get("/admin/login/").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("header", "language"),
+    [
+        ("", "en"),
+        ("ru", "ru"),
+        ("ru-RU,ru;q=0.9,en;q=0.8", "ru"),
+        ("en-US,en;q=0.9,ru;q=0.8", "en"),
+        ("de-DE,ru;q=0.5", "ru"),
+        ("de-DE", "en"),
+        ("*", "en"),
+    ],
+)
+def test_the_partner_language_follows_only_the_accept_language_header(header, language):
+    assert partner_language(header) == language
+
+
+def test_the_partner_api_answers_in_english_unless_asked_for_russian(client, api, settings):  # noqa: F811
+    settings.LANGUAGE_CODE = "ru"
+    client.cookies["django_language"] = "ru"  # a page's choice must not reach the API
+    body = {**auth(api), "Client": api["client"].pk, "CommunicationType": 256, "TextMessage": "x"}
+    english = post_json(client, SEND, body)
+    russian = post_json(client, SEND, body, HTTP_ACCEPT_LANGUAGE="ru-RU,ru;q=0.9")
+    assert (english["Content-Language"], russian["Content-Language"]) == ("en", "ru")
+    assert answer(english)["ErrorCode"] == answer(russian)["ErrorCode"] == 1
+    assert answer(english)["Message"].startswith("The request is not valid")
