@@ -1,5 +1,7 @@
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
 
 from campaigns import services
 from campaigns.models import (
@@ -25,7 +27,7 @@ class MessageTemplateAdmin(OperatorScopedAdmin):
         (None, {"fields": ["operator", "name", "title", "text"]}),
         ("SMS", {"fields": ["sms_text"]}),
         ("Viber", {"fields": ["viber_text", "button_caption", "button_url", "image_url"]}),
-        ("Email", {"fields": ["html"]}),
+        (_("Email"), {"fields": ["html"]}),
         ("VK", {"fields": ["vk_template_id"]}),
     ]
 
@@ -68,7 +70,7 @@ class CampaignAdmin(OperatorScopedAdmin):
     date_hierarchy = "created_at"
     actions = ["launch", "pause", "resume", "cancel"]
 
-    def _control(self, request, queryset, action, verb):
+    def _control(self, request, queryset, action, done_message):
         done = 0
         for campaign in queryset:
             try:
@@ -79,23 +81,52 @@ class CampaignAdmin(OperatorScopedAdmin):
                     request, f"{campaign.name}: {' '.join(error.messages)}", messages.ERROR
                 )
         if done:
-            self.message_user(request, f"{verb} {done} campaign(s).", messages.SUCCESS)
+            self.message_user(request, done_message % {"count": done}, messages.SUCCESS)
 
-    @admin.action(description="Launch selected campaigns now", permissions=["change"])
+    # English says "campaign(s)" for every count; the plural forms are for the translations.
+    @admin.action(description=_("Launch selected campaigns now"), permissions=["change"])
     def launch(self, request, queryset):
-        self._control(request, queryset, services.launch, "Launched")
+        self._control(
+            request,
+            queryset,
+            services.launch,
+            ngettext_lazy(
+                "Launched %(count)d campaign(s).", "Launched %(count)d campaign(s).", "count"
+            ),
+        )
 
-    @admin.action(description="Pause selected campaigns", permissions=["change"])
+    @admin.action(description=_("Pause selected campaigns"), permissions=["change"])
     def pause(self, request, queryset):
-        self._control(request, queryset, services.pause, "Paused")
+        self._control(
+            request,
+            queryset,
+            services.pause,
+            ngettext_lazy(
+                "Paused %(count)d campaign(s).", "Paused %(count)d campaign(s).", "count"
+            ),
+        )
 
-    @admin.action(description="Resume selected campaigns", permissions=["change"])
+    @admin.action(description=_("Resume selected campaigns"), permissions=["change"])
     def resume(self, request, queryset):
-        self._control(request, queryset, services.resume, "Resumed")
+        self._control(
+            request,
+            queryset,
+            services.resume,
+            ngettext_lazy(
+                "Resumed %(count)d campaign(s).", "Resumed %(count)d campaign(s).", "count"
+            ),
+        )
 
-    @admin.action(description="Cancel selected campaigns", permissions=["change"])
+    @admin.action(description=_("Cancel selected campaigns"), permissions=["change"])
     def cancel(self, request, queryset):
-        self._control(request, queryset, services.cancel, "Cancelled")
+        self._control(
+            request,
+            queryset,
+            services.cancel,
+            ngettext_lazy(
+                "Cancelled %(count)d campaign(s).", "Cancelled %(count)d campaign(s).", "count"
+            ),
+        )
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class CampaignsConfig(AppConfig):
     name = "campaigns"
-    verbose_name = "Campaigns and messages"
+    verbose_name = _("Campaigns and messages")
 
     def ready(self):
         # providers knows nothing of campaigns: the engine tells its inbox who applies

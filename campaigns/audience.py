@@ -22,6 +22,7 @@ from datetime import date, datetime
 
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils.translation import gettext as _
 
 from campaigns.eligibility import NO_ADDRESS, NO_CONSENT, eligible_q, rules_for
 from campaigns.routing import routes_for
@@ -49,7 +50,8 @@ def _date(value, key: str) -> date:
         return value if isinstance(value, date) else datetime.fromisoformat(str(value)).date()
     except ValueError:
         raise ValidationError(
-            f"Segment {key} must be a date (YYYY-MM-DD), got {value!r}."
+            _("Segment %(key)s must be a date (YYYY-MM-DD), got %(value)s.")
+            % {"key": key, "value": repr(value)}
         ) from None
 
 
@@ -57,19 +59,24 @@ def _number(value, key: str) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ValidationError(f"Segment {key} must be a number, got {value!r}.") from None
+        raise ValidationError(
+            _("Segment %(key)s must be a number, got %(value)s.")
+            % {"key": key, "value": repr(value)}
+        ) from None
 
 
 def _ids(value, key: str) -> list[int]:
     if not isinstance(value, list) or not all(isinstance(item, int) for item in value):
-        raise ValidationError(f"Segment {key} must be a list of ids.")
+        raise ValidationError(_("Segment %(key)s must be a list of ids.") % {"key": key})
     return value
 
 
 def validate_segment(segment: dict) -> None:
     unknown = set(segment) - SEGMENT_KEYS
     if unknown:
-        raise ValidationError(f"Unknown segment filters: {', '.join(sorted(unknown))}.")
+        raise ValidationError(
+            _("Unknown segment filters: %(keys)s.") % {"keys": ", ".join(sorted(unknown))}
+        )
     segment_queryset(operator_id=0, segment=segment)  # raises on bad values
 
 
@@ -83,7 +90,7 @@ def segment_queryset(*, operator_id: int, segment: dict) -> QuerySet[Client]:
     if "tags" in segment:
         tags = segment["tags"]
         if not isinstance(tags, list):
-            raise ValidationError("Segment tags must be a list of tag names.")
+            raise ValidationError(_("Segment tags must be a list of tag names."))
         tagged = Client.tags.through.objects.filter(client_id=OuterRef("pk"), tag__name__in=tags)
         clients = clients.filter(Exists(tagged))
     if "bonus_min" in segment or "bonus_max" in segment:
@@ -104,7 +111,9 @@ def segment_queryset(*, operator_id: int, segment: dict) -> QuerySet[Client]:
     if "consent" in segment:
         flag = segment["consent"]
         if flag not in CONSENT_FLAGS:
-            raise ValidationError(f"Segment consent must be one of {', '.join(CONSENT_FLAGS)}.")
+            raise ValidationError(
+                _("Segment consent must be one of %(flags)s.") % {"flags": ", ".join(CONSENT_FLAGS)}
+            )
         clients = clients.filter(**{flag: True})
     if segment.get("has_phone"):
         clients = clients.exclude(phone="")

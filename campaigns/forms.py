@@ -23,11 +23,11 @@ from clients.models import PointOfSale, Tag
 CASCADE_STEPS = 3
 CHANNEL_CHOICES = [("", "—")] + [(c.value, c.label) for c in Channel]
 CONSENT_CHOICES = [
-    ("", "Any (the cascade checks each channel)"),
-    ("allow_sms", "SMS allowed"),
-    ("allow_email", "Email allowed"),
-    ("allow_push", "Push allowed"),
-    ("allow_email_online_cheque", "Online cheques by email allowed"),
+    ("", _("Any (the cascade checks each channel)")),
+    ("allow_sms", _("SMS allowed")),
+    ("allow_email", _("Email allowed")),
+    ("allow_push", _("Push allowed")),
+    ("allow_email_online_cheque", _("Online cheques by email allowed")),
 ]
 
 
@@ -35,7 +35,7 @@ class TemplateForm(forms.ModelForm):
     # Declared here so the form says which scheme a bare "example.com" gets.
     button_url = forms.URLField(required=False, assume_scheme="https")
     image_url = forms.URLField(
-        required=False, assume_scheme="https", help_text="Viber image; needs a button."
+        required=False, assume_scheme="https", help_text=_("Viber image; needs a button.")
     )
 
     class Meta:
@@ -68,7 +68,7 @@ class TemplateForm(forms.ModelForm):
         if self.instance.pk:
             taken = taken.exclude(pk=self.instance.pk)
         if taken.exists():
-            raise ValidationError("Another template already has this name.")
+            raise ValidationError(_("Another template already has this name."))
         return name
 
     def save(self, commit=True):
@@ -81,13 +81,13 @@ class SegmentForm(forms.Form):
 
     consent = forms.ChoiceField(choices=CONSENT_CHOICES, required=False)
     pos = forms.ModelMultipleChoiceField(
-        queryset=PointOfSale.objects.none(), required=False, label="Registered at"
+        queryset=PointOfSale.objects.none(), required=False, label=_("Registered at")
     )
     tags = forms.ModelMultipleChoiceField(
         queryset=Tag.objects.none(), required=False, to_field_name="name"
     )
-    bonus_min = forms.DecimalField(required=False, min_value=0, label="Bonus from")
-    bonus_max = forms.DecimalField(required=False, min_value=0, label="Bonus to")
+    bonus_min = forms.DecimalField(required=False, min_value=0, label=_("Bonus from"))
+    bonus_max = forms.DecimalField(required=False, min_value=0, label=_("Bonus to"))
     registered_from = forms.DateField(
         required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
@@ -98,8 +98,8 @@ class SegmentForm(forms.Form):
     last_purchase_to = forms.DateField(
         required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
-    has_phone = forms.BooleanField(required=False, label="Has a phone")
-    has_email = forms.BooleanField(required=False, label="Has an email")
+    has_phone = forms.BooleanField(required=False, label=_("Has a phone"))
+    has_email = forms.BooleanField(required=False, label=_("Has an email"))
 
     def __init__(self, *args, operator, **kwargs):
         super().__init__(*args, **kwargs)
@@ -110,7 +110,7 @@ class SegmentForm(forms.Form):
         cleaned = super().clean()
         low, high = cleaned.get("bonus_min"), cleaned.get("bonus_max")
         if low is not None and high is not None and low > high:
-            self.add_error("bonus_max", "Must not be below 'Bonus from'.")
+            self.add_error("bonus_max", _("Must not be below 'Bonus from'."))
         return cleaned
 
     def segment(self) -> dict:
@@ -146,25 +146,27 @@ class CampaignForm(forms.Form):
     template = forms.ModelChoiceField(
         queryset=MessageTemplate.objects.none(),
         required=False,
-        help_text="Pick a template, or write the text below to make a new one.",
+        help_text=_("Pick a template, or write the text below to make a new one."),
     )
     new_text = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
-        label="Or write the text",
-        help_text="Variables: {{ first_name }}, {{ last_name }}, {{ bonus }}, {{ card }}, "
-        "{{ operator }}, and a list's own columns such as {{ Bonus }}.",
+        label=_("Or write the text"),
+        help_text=_(
+            "Variables: {{ first_name }}, {{ last_name }}, {{ bonus }}, {{ card }}, "
+            "{{ operator }}, and a list's own columns such as {{ Bonus }}."
+        ),
     )
     audience_kind = forms.ChoiceField(
         choices=Campaign.AudienceKind.choices, widget=forms.RadioSelect, initial="segment"
     )
     audience_file = forms.FileField(
         required=False,
-        label="List (CSV)",
-        help_text="Columns: phone, card or client, and any variables (e.g. Bonus).",
+        label=_("List (CSV)"),
+        help_text=_("Columns: phone, card or client, and any variables (e.g. Bonus)."),
     )
     start = forms.ChoiceField(
-        choices=[("now", "As soon as it is launched"), ("at", "At a time")],
+        choices=[("now", _("As soon as it is launched")), ("at", _("At a time"))],
         widget=forms.RadioSelect,
         initial="now",
     )
@@ -172,19 +174,19 @@ class CampaignForm(forms.Form):
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
-        label="Start at (operator time)",
+        label=_("Start at (operator time)"),
     )
     send_window_start = forms.TimeField(
-        required=False, widget=forms.TimeInput(attrs={"type": "time"}), label="Send from"
+        required=False, widget=forms.TimeInput(attrs={"type": "time"}), label=_("Send from")
     )
     send_window_end = forms.TimeField(
-        required=False, widget=forms.TimeInput(attrs={"type": "time"}), label="Send until"
+        required=False, widget=forms.TimeInput(attrs={"type": "time"}), label=_("Send until")
     )
     ttl_minutes = forms.IntegerField(
-        min_value=1, max_value=7 * 24 * 60, initial=1440, label="Each step's lifetime (minutes)"
+        min_value=1, max_value=7 * 24 * 60, initial=1440, label=_("Each step's lifetime (minutes)")
     )
     read_is_final = forms.BooleanField(
-        required=False, label="Only 'read' counts as done (delivered but unread falls through)"
+        required=False, label=_("Only 'read' counts as done (delivered but unread falls through)")
     )
     # What starts it: once, on a trigger, or on a schedule.
     kind = forms.ChoiceField(
@@ -302,7 +304,9 @@ class CampaignForm(forms.Form):
             self.fields[field].choices = [("", "—"), *choices]
         for step in range(CASCADE_STEPS):
             self.fields[f"channel_{step}"] = forms.ChoiceField(
-                choices=CHANNEL_CHOICES, required=step == 0, label=f"Step {step + 1}"
+                choices=CHANNEL_CHOICES,
+                required=step == 0,
+                label=_("Step %(number)d") % {"number": step + 1},
             )
 
     def channel_fields(self):
@@ -313,14 +317,14 @@ class CampaignForm(forms.Form):
         channels = [cleaned.get(f"channel_{step}") for step in range(CASCADE_STEPS)]
         channels = [channel for channel in channels if channel]
         if len(set(channels)) != len(channels):
-            raise ValidationError("A channel may appear only once in the cascade.")
+            raise ValidationError(_("A channel may appear only once in the cascade."))
         cleaned["channels"] = channels
         if not cleaned.get("template") and not (cleaned.get("new_text") or "").strip():
-            self.add_error("template", "Pick a template or write the text.")
+            self.add_error("template", _("Pick a template or write the text."))
         if cleaned.get("start") == "at":
             at = cleaned.get("scheduled_at")
             if at is None:
-                self.add_error("scheduled_at", "Give the start time.")
+                self.add_error("scheduled_at", _("Give the start time."))
             else:
                 cleaned["scheduled_at"] = self.in_operator_time(at)
         else:
@@ -343,9 +347,9 @@ class CampaignForm(forms.Form):
             self.add_error("variant_b", _("A test needs a second variant: pick its template."))
         window = (cleaned.get("send_window_start"), cleaned.get("send_window_end"))
         if (window[0] is None) != (window[1] is None):
-            self.add_error("send_window_end", "Give both ends of the send window, or neither.")
+            self.add_error("send_window_end", _("Give both ends of the send window, or neither."))
         elif window[0] is not None and window[0] == window[1]:
-            self.add_error("send_window_end", "The window must not be empty.")
+            self.add_error("send_window_end", _("The window must not be empty."))
         return cleaned
 
     def lifecycle(self) -> dict:

@@ -12,6 +12,7 @@ import io
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 from campaigns.models import AudienceListEntry
 from clients.models import Card, Client
@@ -41,12 +42,14 @@ def read_list(upload, *, operator) -> ParsedList:
     result = ParsedList()
     raw = upload.read(MAX_BYTES + 1)
     if len(raw) > MAX_BYTES:
-        result.errors.append(ListError(0, "", "", f"The file is over {MAX_BYTES // 2**20} MB."))
+        result.errors.append(
+            ListError(0, "", "", _("The file is over %(size)d MB.") % {"size": MAX_BYTES // 2**20})
+        )
         return result
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        result.errors.append(ListError(0, "", "", "The file is not UTF-8 text."))
+        result.errors.append(ListError(0, "", "", _("The file is not UTF-8 text.")))
         return result
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
@@ -56,13 +59,15 @@ def read_list(upload, *, operator) -> ParsedList:
     columns = {name.strip().lower(): name for name in (reader.fieldnames or [])}
     if not any(column in columns for column in IDENTITY_COLUMNS):
         result.errors.append(
-            ListError(1, "", "", "The header needs a phone, card or client column.")
+            ListError(1, "", "", _("The header needs a phone, card or client column."))
         )
         return result
     rows = []
     for number, row in enumerate(reader, start=2):
         if number - 1 > MAX_ROWS:
-            result.errors.append(ListError(number, "", "", f"More than {MAX_ROWS} rows."))
+            result.errors.append(
+                ListError(number, "", "", _("More than %(max)d rows.") % {"max": MAX_ROWS})
+            )
             return result
         rows.append(
             (
@@ -89,13 +94,13 @@ def read_list(upload, *, operator) -> ParsedList:
                     result.errors.append(ListError(number, column, value, " ".join(error.messages)))
             elif column == "card":
                 if not value.isdigit() or int(value) not in cards:
-                    result.errors.append(ListError(number, column, value, "No such card."))
+                    result.errors.append(ListError(number, column, value, _("No such card.")))
                 else:
                     entry.card_number = int(value)
                     entry.client_id = entry.client_id or card_owner.get(int(value))
             elif column == "client":
                 if not value.isdigit() or int(value) not in clients:
-                    result.errors.append(ListError(number, column, value, "No such client."))
+                    result.errors.append(ListError(number, column, value, _("No such client.")))
                 else:
                     entry.client_id = int(value)
             else:
@@ -103,10 +108,10 @@ def read_list(upload, *, operator) -> ParsedList:
                 entry.variables[columns.get(column, column).strip()] = value
         names_nobody = not (entry.phone or entry.card_number or entry.client_id)
         if names_nobody and not any(e.row == number for e in result.errors):
-            result.errors.append(ListError(number, "", "", "The row names nobody."))
+            result.errors.append(ListError(number, "", "", _("The row names nobody.")))
         result.entries.append(entry)
     if not rows:
-        result.errors.append(ListError(2, "", "", "The list has no rows."))
+        result.errors.append(ListError(2, "", "", _("The list has no rows.")))
     if result.errors:
         result.entries = []
     return result

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Length
 from django.db.models.lookups import LessThanOrEqual
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from clients.channels import Channel, Purpose
@@ -26,14 +27,16 @@ class MessageTemplate(models.Model):
 
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="templates")
     name = models.CharField(max_length=200)
-    title = models.CharField(max_length=200, blank=True, help_text="Email subject, push title.")
-    text = models.TextField(blank=True, help_text="Default text for every channel.")
-    html = models.TextField(blank=True, help_text="Email body in HTML.")
-    sms_text = models.TextField(blank=True, help_text="SMS text if it differs from the default.")
-    viber_text = models.TextField(blank=True, help_text=f"At most {VIBER_TEXT_MAX} characters.")
+    title = models.CharField(max_length=200, blank=True, help_text=_("Email subject, push title."))
+    text = models.TextField(blank=True, help_text=_("Default text for every channel."))
+    html = models.TextField(blank=True, help_text=_("Email body in HTML."))
+    sms_text = models.TextField(blank=True, help_text=_("SMS text if it differs from the default."))
+    viber_text = models.TextField(
+        blank=True, help_text=format_lazy(_("At most {max} characters."), max=VIBER_TEXT_MAX)
+    )
     button_caption = models.CharField(max_length=BUTTON_CAPTION_MAX, blank=True)
     button_url = models.URLField(blank=True)
-    image_url = models.URLField(blank=True, help_text="Viber image; needs a button.")
+    image_url = models.URLField(blank=True, help_text=_("Viber image; needs a button."))
     vk_template_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -66,21 +69,21 @@ class MessageTemplate(models.Model):
 
 class Campaign(models.Model):
     class State(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        SCHEDULED = "scheduled", "Scheduled"
-        RUNNING = "running", "Running"
-        PAUSED = "paused", "Paused"
-        DONE = "done", "Done"
-        CANCELLED = "cancelled", "Cancelled"
+        DRAFT = "draft", _("Draft")
+        SCHEDULED = "scheduled", _("Scheduled")
+        RUNNING = "running", _("Running")
+        PAUSED = "paused", _("Paused")
+        DONE = "done", _("Done")
+        CANCELLED = "cancelled", _("Cancelled")
 
     class AudienceKind(models.TextChoices):
-        SEGMENT = "segment", "Segment of clients"
-        LIST = "list", "Explicit list"
+        SEGMENT = "segment", _("Segment of clients")
+        LIST = "list", _("Explicit list")
 
     class Source(models.TextChoices):
-        PAGE = "page", "Pages"
-        ADMIN = "admin", "Admin"
-        API = "api", "Partner API"
+        PAGE = "page", _("Pages")
+        ADMIN = "admin", _("Admin")
+        API = "api", _("Partner API")
 
     class Kind(models.TextChoices):
         ONE_OFF = "one_off", _("One-off")
@@ -118,7 +121,7 @@ class Campaign(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.PROMOTIONAL)
     channels = models.JSONField(
-        default=list, help_text='The cascade in order, e.g. ["viber", "vk", "sms"].'
+        default=list, help_text=_('The cascade in order, e.g. ["viber", "vk", "sms"].')
     )
     audience_kind = models.CharField(
         max_length=16, choices=AudienceKind.choices, default=AudienceKind.SEGMENT
@@ -126,16 +129,18 @@ class Campaign(models.Model):
     segment = models.JSONField(
         default=dict,
         blank=True,
-        help_text='Segment filters, e.g. {"pos": [1], "bonus_min": 100, "tags": ["vip"]}.',
+        help_text=_('Segment filters, e.g. {"pos": [1], "bonus_min": 100, "tags": ["vip"]}.'),
     )
-    scheduled_at = models.DateTimeField(null=True, blank=True, help_text="Empty: start at launch.")
+    scheduled_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Empty: start at launch.")
+    )
     send_window_start = models.TimeField(null=True, blank=True)
     send_window_end = models.TimeField(null=True, blank=True)
     ttl_minutes = models.PositiveIntegerField(
-        default=1440, help_text="How long each cascade step may wait for a final status."
+        default=1440, help_text=_("How long each cascade step may wait for a final status.")
     )
     read_is_final = models.BooleanField(
-        default=False, help_text="Delivered but unread falls through to the next channel."
+        default=False, help_text=_("Delivered but unread falls through to the next channel.")
     )
     kind = models.CharField(
         _("kind"), max_length=16, choices=Kind.choices, default=Kind.ONE_OFF, db_default="one_off"
@@ -260,7 +265,7 @@ class Campaign(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     launched_at = models.DateTimeField(null=True, blank=True)
     fanned_out_at = models.DateTimeField(
-        null=True, blank=True, help_text="When every recipient had its first delivery."
+        null=True, blank=True, help_text=_("When every recipient had its first delivery.")
     )
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -381,11 +386,11 @@ class AudienceListEntry(models.Model):
     phone = models.CharField(max_length=15, blank=True)
     card_number = models.BigIntegerField(null=True, blank=True)
     variables = models.JSONField(
-        default=dict, blank=True, help_text='Per-row values, e.g. {"Bonus": 150}.'
+        default=dict, blank=True, help_text=_('Per-row values, e.g. {"Bonus": 150}.')
     )
 
     class Meta:
-        verbose_name_plural = "audience list entries"
+        verbose_name_plural = _("audience list entries")
         constraints = [
             models.CheckConstraint(
                 condition=Q(client__isnull=False) | ~Q(phone="") | Q(card_number__isnull=False),
@@ -401,13 +406,13 @@ class Message(models.Model):
     """One recipient of one campaign or partner call; its id is the API's MessageId."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        IN_PROGRESS = "in_progress", "In progress"
-        DELIVERED = "delivered", "Delivered"
-        READ = "read", "Read"
-        FAILED = "failed", "Failed"
-        SKIPPED = "skipped", "Skipped"
-        CANCELLED = "cancelled", "Cancelled"
+        PENDING = "pending", _("Pending")
+        IN_PROGRESS = "in_progress", _("In progress")
+        DELIVERED = "delivered", _("Delivered")
+        READ = "read", _("Read")
+        FAILED = "failed", _("Failed")
+        SKIPPED = "skipped", _("Skipped")
+        CANCELLED = "cancelled", _("Cancelled")
         HOLDOUT = "holdout", _("Control group")
 
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="messages")
@@ -418,12 +423,14 @@ class Message(models.Model):
         Client, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
     )
     recipient_key = models.CharField(
-        max_length=100, help_text="Who this is for, unique within a campaign (e.g. client:42)."
+        max_length=100, help_text=_("Who this is for, unique within a campaign (e.g. client:42).")
     )
     phone = models.CharField(max_length=15, blank=True)
     email = models.EmailField(blank=True)
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.PROMOTIONAL)
-    title = models.CharField(max_length=200, blank=True, help_text="Content of a one-off message.")
+    title = models.CharField(
+        max_length=200, blank=True, help_text=_("Content of a one-off message.")
+    )
     text = models.TextField(blank=True)
     variables = models.JSONField(default=dict, blank=True)
     template = models.ForeignKey(
@@ -432,13 +439,13 @@ class Message(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
-        help_text="A one-off message's template (a campaign's messages use the campaign's).",
+        help_text=_("A one-off message's template (a campaign's messages use the campaign's)."),
     )
     attachments = models.JSONField(
         default=list,
         db_default=[],  # fan-out inserts messages in raw SQL that does not name this column
         blank=True,
-        help_text="Partner API Files: Id, Url, Type, Name, LevelStep.",
+        help_text=_("Partner API Files: Id, Url, Type, Name, LevelStep."),
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     variant = models.ForeignKey(
@@ -501,9 +508,11 @@ class Delivery(models.Model):
         on_delete=models.CASCADE,
         related_name="deliveries",
         db_index=False,
-        help_text="Copied from the message so campaign counters need no join.",
+        help_text=_("Copied from the message so campaign counters need no join."),
     )
-    step = models.PositiveSmallIntegerField(default=0, help_text="Position in the cascade, from 0.")
+    step = models.PositiveSmallIntegerField(
+        default=0, help_text=_("Position in the cascade, from 0.")
+    )
     channel = models.CharField(max_length=16, choices=Channel.choices)
     account = models.ForeignKey(
         ProviderAccount,
@@ -519,7 +528,7 @@ class Delivery(models.Model):
     idempotency_key = models.CharField(
         max_length=32,
         unique=True,
-        help_text="Sent to gateways that deduplicate (client_id_message, BSG reference).",
+        help_text=_("Sent to gateways that deduplicate (client_id_message, BSG reference)."),
     )
     provider_message_id = models.CharField(max_length=100, blank=True)
     parts = models.PositiveSmallIntegerField(default=0)
@@ -530,7 +539,7 @@ class Delivery(models.Model):
     native_channels = models.JSONField(
         default=list,
         blank=True,
-        help_text="Channels after this one that the gateway runs itself (native cascade).",
+        help_text=_("Channels after this one that the gateway runs itself (native cascade)."),
     )
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -546,7 +555,7 @@ class Delivery(models.Model):
             "same account, whose idempotency key makes a resend harmless."
         ),
     )
-    expires_at = models.DateTimeField(null=True, blank=True, help_text="End of this step's TTL.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text=_("End of this step's TTL."))
     submitted_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
@@ -555,7 +564,7 @@ class Delivery(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        verbose_name_plural = "deliveries"
+        verbose_name_plural = _("deliveries")
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["message", "step"], name="delivery_step_unique"),
@@ -597,22 +606,22 @@ class DeliveryEvent(models.Model):
     """A status change of a delivery, with what the gateway actually said."""
 
     class Source(models.TextChoices):
-        SUBMIT = "submit", "Submit answer"
-        CALLBACK = "callback", "Callback"
-        POLL = "poll", "Polling"
-        SYSTEM = "system", "Cascade"
+        SUBMIT = "submit", _("Submit answer")
+        CALLBACK = "callback", _("Callback")
+        POLL = "poll", _("Polling")
+        SYSTEM = "system", _("Cascade")
 
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="+")
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events")
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices)
     provider_status = models.CharField(
-        max_length=100, blank=True, help_text="The gateway's own word."
+        max_length=100, blank=True, help_text=_("The gateway's own word.")
     )
     source = models.CharField(max_length=16, choices=Source.choices)
-    payload = models.TextField(blank=True, help_text="Raw payload as received.")
+    payload = models.TextField(blank=True, help_text=_("Raw payload as received."))
     dedupe_key = models.CharField(max_length=100, blank=True)
     occurred_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the gateway says it happened."
+        null=True, blank=True, help_text=_("When the gateway says it happened.")
     )
     received_at = models.DateTimeField(auto_now_add=True)
 
@@ -688,7 +697,7 @@ class PartnerSend(models.Model):
     api_credential = models.ForeignKey(
         ApiCredential, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    request_digest = models.CharField(max_length=64, help_text="SHA-256 of the parsed request.")
+    request_digest = models.CharField(max_length=64, help_text=_("SHA-256 of the parsed request."))
     message = models.OneToOneField(
         Message, null=True, blank=True, on_delete=models.CASCADE, related_name="partner_send"
     )
@@ -696,7 +705,7 @@ class PartnerSend(models.Model):
         Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="partner_send"
     )
     error_code = models.PositiveSmallIntegerField(default=0)
-    answer = models.CharField(max_length=500, blank=True, help_text="The Message text answered.")
+    answer = models.CharField(max_length=500, blank=True, help_text=_("The Message text answered."))
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

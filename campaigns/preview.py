@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import OuterRef, Subquery
+from django.utils.translation import gettext as _
 
 from campaigns import links
 from campaigns.models import BUTTON_CAPTION_MAX, VIBER_TEXT_MAX, Campaign
@@ -136,22 +137,23 @@ def viber_checks(*, text: str, button_caption: str, button_url: str, image_url: 
     """What the cascade gateway would refuse in a Viber message; empty when it is fine."""
     problems = []
     if not text:
-        problems.append("The Viber text is empty; the gateway requires one.")
+        problems.append(_("The Viber text is empty; the gateway requires one."))
     elif len(text) > VIBER_TEXT_MAX:
         problems.append(
-            f"The Viber text is {len(text)} characters long; the limit is {VIBER_TEXT_MAX}."
+            _("The Viber text is %(length)d characters long; the limit is %(max)d.")
+            % {"length": len(text), "max": VIBER_TEXT_MAX}
         )
     if len(button_caption) > BUTTON_CAPTION_MAX:
         problems.append(
-            f"The button caption is {len(button_caption)} characters long; "
-            f"the limit is {BUTTON_CAPTION_MAX}."
+            _("The button caption is %(length)d characters long; the limit is %(max)d.")
+            % {"length": len(button_caption), "max": BUTTON_CAPTION_MAX}
         )
     if button_caption and not button_url:
-        problems.append("The button has a caption but no URL.")
+        problems.append(_("The button has a caption but no URL."))
     if button_url and not button_caption:
-        problems.append("The button has a URL but no caption.")
+        problems.append(_("The button has a URL but no caption."))
     if image_url and not (button_caption and button_url):
-        problems.append("An image needs a button (caption and URL).")
+        problems.append(_("An image needs a button (caption and URL)."))
     return problems
 
 
@@ -316,7 +318,7 @@ def preview_campaign(
             )
         priced = pricing.get(channel)
         if priced is None:
-            item.warnings.append(f"no provider account serves {channel}")
+            item.warnings.append(_("no provider account serves %(channel)s") % {"channel": channel})
         else:
             item.route = list(priced.names)
             item.unit_price = priced.unit_price
@@ -400,13 +402,15 @@ def estimate_cost(
         )
         if item.route is None:
             line.messages = 0
-            line.note = "no provider account serves it: skipped, all go on to the next channel"
+            line.note = _("no provider account serves it: skipped, all go on to the next channel")
             lines.append(line)
             continue  # the whole reach goes on
         if parts == 0:
-            line.note = "the SMS text is empty: costs 0"
+            line.note = _("the SMS text is empty: costs 0")
         elif not item.unit_price:
-            line.note = f"no price per part on {item.route[0]}: counted as 0"
+            line.note = _("no price per part on %(account)s: counted as 0") % {
+                "account": item.route[0]
+            }
         line.cost = messages * parts * (item.unit_price or Decimal(0))
         totals[item.currency] = totals.get(item.currency, Decimal(0)) + line.cost
         lines.append(line)

@@ -61,7 +61,8 @@ def _set_state(
         campaign = Campaign.objects.select_for_update(no_key=True).get(pk=campaign_id)
         if campaign.state not in allowed_from:
             raise TransitionError(
-                f"A {campaign.get_state_display().lower()} campaign cannot become {new_state}."
+                _("A %(state)s campaign cannot become %(new_state)s.")
+                % {"state": campaign.get_state_display().lower(), "new_state": new_state}
             )
         campaign.state = new_state
         for name, value in fields.items():
@@ -106,7 +107,7 @@ def save_draft(
                 pk=campaign_id, operator=operator
             )
             if campaign.state != Campaign.State.DRAFT:
-                raise TransitionError("Only a draft can be edited.")
+                raise TransitionError(_("Only a draft can be edited."))
         if template is None:
             base = name[:180]
             taken = set(
@@ -157,12 +158,14 @@ def save_draft(
 
 def validate_for_launch(campaign: Campaign) -> None:
     if not campaign.channels:
-        raise ValidationError("Choose at least one channel.")
+        raise ValidationError(_("Choose at least one channel."))
     unknown = [c for c in campaign.channels if c not in Channel.values]
     if unknown:
-        raise ValidationError(f"Unknown channels: {', '.join(unknown)}.")
+        raise ValidationError(
+            _("Unknown channels: %(channels)s.") % {"channels": ", ".join(unknown)}
+        )
     if len(set(campaign.channels)) != len(campaign.channels):
-        raise ValidationError("A channel may appear only once in the cascade.")
+        raise ValidationError(_("A channel may appear only once in the cascade."))
     if campaign.audience_kind == Campaign.AudienceKind.SEGMENT:
         validate_segment(campaign.segment or {})
     if campaign.kind == Campaign.Kind.TRIGGER:

@@ -28,6 +28,8 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -75,10 +77,12 @@ def _campaign(request, pk: int, queryset=None, **lookups) -> Campaign:
 
 
 class CampaignFilter(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="search", label="Search")
-    state = django_filters.ChoiceFilter(choices=Campaign.State.choices, empty_label="Any state")
+    q = django_filters.CharFilter(method="search", label=gettext_lazy("Search"))
+    state = django_filters.ChoiceFilter(
+        choices=Campaign.State.choices, empty_label=gettext_lazy("Any state")
+    )
     channel = django_filters.ChoiceFilter(
-        choices=Channel.choices, method="uses_channel", empty_label="Any channel"
+        choices=Channel.choices, method="uses_channel", empty_label=gettext_lazy("Any channel")
     )
 
     class Meta:
@@ -171,7 +175,7 @@ def campaign_edit(request, pk: int | None = None):
     operator = current_operator(request)
     campaign = _campaign(request, pk) if pk else None
     if campaign is not None and campaign.state != Campaign.State.DRAFT:
-        messages.error(request, "Only a draft can be edited.")
+        messages.error(request, _("Only a draft can be edited."))
         return redirect("campaigns:detail", pk=campaign.pk)
     if request.method == "POST":
         form = CampaignForm(request.POST, request.FILES, operator=operator)
@@ -187,7 +191,7 @@ def campaign_edit(request, pk: int | None = None):
                     list_errors = parsed.errors
                     entries = parsed.entries
                 elif campaign is None or not campaign.list_entries.exists():
-                    form.add_error("audience_file", "Upload the list.")
+                    form.add_error("audience_file", _("Upload the list."))
             if not list_errors and not form.errors:
                 try:
                     campaign = services.save_draft(
@@ -211,7 +215,9 @@ def campaign_edit(request, pk: int | None = None):
                 except ValidationError as error:
                     form.add_error(None, error)
                 else:
-                    messages.success(request, f"Saved “{campaign.name}”. Check the preview.")
+                    messages.success(
+                        request, _("Saved “%(name)s”. Check the preview.") % {"name": campaign.name}
+                    )
                     return redirect("campaigns:preview", pk=campaign.pk)
     else:
         form = CampaignForm(
@@ -356,8 +362,13 @@ def campaign_action(request, pk: int, action: str):
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        done = {"launch": "launched", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
-        messages.success(request, f"“{campaign.name}” {done[action]}.")
+        done = {
+            "launch": _("“%(name)s” launched."),
+            "pause": _("“%(name)s” paused."),
+            "resume": _("“%(name)s” resumed."),
+            "cancel": _("“%(name)s” cancelled."),
+        }
+        messages.success(request, done[action] % {"name": campaign.name})
     return redirect("campaigns:detail", pk=campaign.pk)
 
 
@@ -683,7 +694,7 @@ def template_edit(request, pk: int | None = None):
         except ValidationError as error:
             form.add_error(None, error)
         else:
-            messages.success(request, f"Saved template “{template.name}”.")
+            messages.success(request, _("Saved template “%(name)s”.") % {"name": template.name})
             return redirect("campaigns:template-edit", pk=template.pk)
     shown = None
     if template is not None:
@@ -709,7 +720,7 @@ def follow_link(request, code: str):
     """A tracked link: count the click and redirect at once; a plain 404 for anything else."""
     target = links.click(code)
     if target is None:
-        return HttpResponseNotFound("Not found", content_type="text/plain")
+        return HttpResponseNotFound(_("Not found"), content_type="text/plain")
     response = HttpResponseRedirect(target)  # only http(s) URLs are ever tracked
     response["Cache-Control"] = "no-store"  # every click must reach us to be counted
     response["Referrer-Policy"] = "no-referrer"
@@ -721,7 +732,7 @@ def unsubscribe_link(request, token: str):
     """GET: confirm; POST (our button, or a provider's one-click): email consent off."""
     message = unsubscribe.message_for(token)
     if message is None:
-        return HttpResponseNotFound("Not found", content_type="text/plain")
+        return HttpResponseNotFound(_("Not found"), content_type="text/plain")
     if request.method == "POST":
         unsubscribe.unsubscribe(message)
         return render(request, "campaigns/unsubscribed.html", {"done": True})

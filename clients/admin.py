@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from clients import services
 from clients.channels import CONSENT_FLAGS, PROMOTIONAL_CONSENT_BY_CHANNEL, Channel
@@ -74,7 +75,7 @@ class ConsentChangeInline(admin.TabularInline):
     max_num = 0
     can_delete = False
     ordering = ["-changed_at", "-id"]
-    verbose_name_plural = "Consent history"
+    verbose_name_plural = _("Consent history")
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("changed_by", "api_credential")
@@ -105,8 +106,8 @@ class ClientAdminForm(forms.ModelForm):
     consent_reason = forms.CharField(
         required=False,
         max_length=500,
-        label="Reason for a consent change",
-        help_text="Written to the consent history with your name.",
+        label=_("Reason for a consent change"),
+        help_text=_("Written to the consent history with your name."),
     )
 
     class Meta:
@@ -179,14 +180,14 @@ class ClientAdmin(OperatorScopedAdmin):
             },
         ),
         (
-            "Messenger addresses",
+            _("Messenger addresses"),
             {"fields": ["push_tokens", "viber_id", "telegram_chat_id", "vk_id"]},
         ),
-        ("Consent", {"fields": [*CONSENT_FLAGS, "consent_reason", "consent_rules"]}),
-        ("Record", {"fields": ["created_at", "updated_at"]}),
+        (_("Consent"), {"fields": [*CONSENT_FLAGS, "consent_reason", "consent_rules"]}),
+        (_("Record"), {"fields": ["created_at", "updated_at"]}),
     ]
 
-    @admin.display(description="Which consent each channel needs")
+    @admin.display(description=_("Which consent each channel needs"))
     def consent_rules(self, obj):
         rows = format_html_join(
             "",
@@ -197,10 +198,15 @@ class ClientAdmin(OperatorScopedAdmin):
             ),
         )
         return format_html(
-            "<table><tr><th>channel</th><th>promotional messages need</th></tr>{}"
-            "<tr><td>Online cheques</td><td>allow_email_online_cheque</td></tr>"
-            "<tr><td>Registration codes</td><td>no consent (service message)</td></tr></table>",
+            "<table><tr><th>{}</th><th>{}</th></tr>{}"
+            "<tr><td>{}</td><td>allow_email_online_cheque</td></tr>"
+            "<tr><td>{}</td><td>{}</td></tr></table>",
+            _("channel"),
+            _("promotional messages need"),
             rows,
+            _("Online cheques"),
+            _("Registration codes"),
+            _("no consent (service message)"),
         )
 
     def save_model(self, request, obj, form, change):
@@ -363,12 +369,19 @@ class ApiCredentialAdmin(OperatorScopedAdmin):
         obj.secret_hint = issued.credential.secret_hint
         messages.warning(
             request,
-            f"New {issued.credential.get_kind_display().lower()} for {obj.operator}: {issued.secret} "
-            "— copy it now, it is not stored and will not be shown again.",
+            _(
+                "New %(kind)s for %(operator)s: %(secret)s "
+                "— copy it now, it is not stored and will not be shown again."
+            )
+            % {
+                "kind": issued.credential.get_kind_display().lower(),
+                "operator": obj.operator,
+                "secret": issued.secret,
+            },
         )
 
-    @admin.action(description="Revoke selected credentials")
+    @admin.action(description=_("Revoke selected credentials"))
     def revoke(self, request, queryset):
         for credential_id in queryset.values_list("pk", flat=True):
             services.revoke_credential(credential_id=credential_id)
-        self.message_user(request, "Revoked.")
+        self.message_user(request, _("Revoked."))

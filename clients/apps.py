@@ -1,6 +1,7 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class ClientsConfig(AppConfig):
     name = "clients"
-    verbose_name = "Clients and consent"
+    verbose_name = _("Clients and consent")

@@ -5,17 +5,18 @@ admin shows it and tests walk it case by case.
 """
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Channel(models.TextChoices):
     SMS = "sms", "SMS"
-    EMAIL = "email", "Email"
-    PUSH = "push", "Push"
+    EMAIL = "email", _("Email")
+    PUSH = "push", _("Push")
     TELEGRAM = "telegram", "Telegram"
     WHATSAPP = "whatsapp", "WhatsApp"
     VIBER = "viber", "Viber"
     VK = "vk", "VK"
-    CALL_CODE = "call_code", "Call code"
+    CALL_CODE = "call_code", _("Call code")
 
 
 # LCManager SendMessageProcess.CommunicationType (seed 000). VK has no code there:
@@ -32,9 +33,9 @@ CHANNEL_BY_COMMUNICATION_TYPE: dict[int, str] = {
 
 
 class Purpose(models.TextChoices):
-    PROMOTIONAL = "promotional", "Promotional"
-    ONLINE_CHEQUE = "online_cheque", "Online cheque"
-    SERVICE = "service", "Service (registration code)"
+    PROMOTIONAL = "promotional", _("Promotional")
+    ONLINE_CHEQUE = "online_cheque", _("Online cheque")
+    SERVICE = "service", _("Service (registration code)")
 
 
 CONSENT_FLAGS = ("allow_sms", "allow_email", "allow_push", "allow_email_online_cheque")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from clients.channels import CONSENT_FLAGS
 from clients.importing import MAX_BYTES
@@ -10,9 +12,9 @@ from clients.importing import MAX_BYTES
 # How a flag is named in messages and on the pages: "SMS consent turned off".
 FLAG_LABELS = {
     "allow_sms": "SMS",
-    "allow_email": "Email",
-    "allow_push": "Push",
-    "allow_email_online_cheque": "Online cheques by email",
+    "allow_email": _("Email"),
+    "allow_push": _("Push"),
+    "allow_email_online_cheque": _("Online cheques by email"),
 }
 
 
@@ -23,15 +25,17 @@ class ConsentForm(forms.Form):
     user did not touch is left alone even if the API changed it meanwhile.
     """
 
-    allow_sms = forms.BooleanField(required=False, label="SMS (and phone messengers)")
-    allow_email = forms.BooleanField(required=False, label="Email")
-    allow_push = forms.BooleanField(required=False, label="Push")
-    allow_email_online_cheque = forms.BooleanField(required=False, label="Online cheques by email")
+    allow_sms = forms.BooleanField(required=False, label=_("SMS (and phone messengers)"))
+    allow_email = forms.BooleanField(required=False, label=_("Email"))
+    allow_push = forms.BooleanField(required=False, label=_("Push"))
+    allow_email_online_cheque = forms.BooleanField(
+        required=False, label=_("Online cheques by email")
+    )
     reason = forms.CharField(
         min_length=3,
         max_length=500,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Written to the consent history with your name, e.g. “Asked by phone”.",
+        help_text=_("Written to the consent history with your name, e.g. “Asked by phone”."),
     )
 
     def flag_fields(self):
@@ -59,10 +63,12 @@ class ConsentForm(forms.Form):
 
 class ImportForm(forms.Form):
     file = forms.FileField(
-        label="File",
-        help_text=(
-            "A .csv (UTF-8, comma or semicolon) or .xlsx file with a header row, "
-            f"up to {MAX_BYTES // 2**20} MB."
+        label=_("File"),
+        help_text=format_lazy(
+            _(
+                "A .csv (UTF-8, comma or semicolon) or .xlsx file with a header row, up to {size} MB."
+            ),
+            size=MAX_BYTES // 2**20,
         ),
         widget=forms.FileInput(attrs={"accept": ".csv,.xlsx"}),
     )
@@ -70,9 +76,10 @@ class ImportForm(forms.Form):
     def clean_file(self):
         upload = self.cleaned_data["file"]
         if not upload.name.lower().endswith((".csv", ".xlsx")):
-            raise forms.ValidationError("Upload a .csv or .xlsx file.")
+            raise forms.ValidationError(_("Upload a .csv or .xlsx file."))
         if upload.size > MAX_BYTES:
             raise forms.ValidationError(
-                f"The file is over {MAX_BYTES // 2**20} MB; split it into smaller files."
+                _("The file is over %(size)d MB; split it into smaller files.")
+                % {"size": MAX_BYTES // 2**20}
             )
         return upload

@@ -24,6 +24,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from clients import services
 from clients.channels import CONSENT_FLAGS
@@ -104,12 +106,14 @@ def read_rows(file, filename: str) -> list[Row]:
     elif name.endswith(".xlsx"):
         records = _xlsx_records(file)
     else:
-        raise ImportFileError("Upload a .csv or .xlsx file.")
+        raise ImportFileError(_("Upload a .csv or .xlsx file."))
     return _rows(records)
 
 
 def _too_big() -> str:
-    return f"The file is over {MAX_BYTES // 2**20} MB; split it into smaller files."
+    return _("The file is over %(size)d MB; split it into smaller files.") % {
+        "size": MAX_BYTES // 2**20
+    }
 
 
 def _csv_records(file) -> Iterator[list[str]]:
@@ -120,7 +124,7 @@ def _csv_records(file) -> Iterator[list[str]]:
         text = raw.decode("utf-8-sig")  # Excel writes a BOM; plain UTF-8 has none
     except UnicodeDecodeError as error:
         raise ImportFileError(
-            "The file is not UTF-8 text. In Excel choose “CSV UTF-8” when saving."
+            _("The file is not UTF-8 text. In Excel choose “CSV UTF-8” when saving.")
         ) from error
     # The header holds only column names, so whichever separator it uses most is
     # the file's separator; csv.Sniffer guesses wrong on short or quoted files.
@@ -129,7 +133,9 @@ def _csv_records(file) -> Iterator[list[str]]:
     try:
         yield from csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     except csv.Error as error:
-        raise ImportFileError(f"The CSV file cannot be read: {error}.") from error
+        raise ImportFileError(
+            _("The CSV file cannot be read: %(error)s.") % {"error": error}
+        ) from error
 
 
 def _xlsx_records(file) -> Iterator[list[str]]:
@@ -139,13 +145,13 @@ def _xlsx_records(file) -> Iterator[list[str]]:
         workbook = load_workbook(file, read_only=True, data_only=True)
     except Exception as error:
         # Not a zip, not a workbook, broken XML inside: openpyxl raises a dozen kinds.
-        raise ImportFileError("The file is not a readable .xlsx workbook.") from error
+        raise ImportFileError(_("The file is not a readable .xlsx workbook.")) from error
     try:
         for values in workbook.worksheets[0].iter_rows(values_only=True):
             yield [_cell_text(value) for value in values]
     except Exception as error:
         # No sheet, broken XML, odd cell types: whatever breaks inside is the file's fault.
-        raise ImportFileError("The .xlsx workbook is damaged.") from error
+        raise ImportFileError(_("The .xlsx workbook is damaged.")) from error
     finally:
         workbook.close()
 
@@ -164,25 +170,31 @@ def _rows(records: Iterable[list[str]]) -> list[Row]:
     records = iter(records)
     header = next(records, None)
     if header is None:
-        raise ImportFileError("The file is empty.")
+        raise ImportFileError(_("The file is empty."))
     columns = [name.strip().lower() for name in header]
     unknown = [name for name in columns if name and name not in COLUMNS]
     if unknown:
         # A misspelt consent column would otherwise be ignored without a word.
         raise ImportFileError(
-            f"Unknown column{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}. "
-            f"The columns are: {', '.join(COLUMNS)}."
+            ngettext(
+                "Unknown column: %(unknown)s. The columns are: %(columns)s.",
+                "Unknown columns: %(unknown)s. The columns are: %(columns)s.",
+                len(unknown),
+            )
+            % {"unknown": ", ".join(unknown), "columns": ", ".join(COLUMNS)}
         )
     if "phone" not in columns:
-        raise ImportFileError("The header row needs a phone column.")
+        raise ImportFileError(_("The header row needs a phone column."))
     repeated = sorted({name for name in columns if name and columns.count(name) > 1})
     if repeated:
-        raise ImportFileError(f"Repeated column: {', '.join(repeated)}.")
+        raise ImportFileError(_("Repeated column: %(columns)s.") % {"columns": ", ".join(repeated)})
     rows = []
     for number, record in enumerate(records, start=2):
         if number > 2 * MAX_ROWS:
             # Blank rows are skipped, but a sheet of a million blank rows still stops here.
-            raise ImportFileError(f"The file has more than {MAX_ROWS:,} rows; split it.")
+            raise ImportFileError(
+                _("The file has more than %(max)s rows; split it.") % {"max": f"{MAX_ROWS:,}"}
+            )
         values = {
             column: (value or "").strip()
             for column, value in zip(columns, record, strict=False)
@@ -191,10 +203,12 @@ def _rows(records: Iterable[list[str]]) -> list[Row]:
         if not any(values.values()):
             continue
         if len(rows) >= MAX_ROWS:
-            raise ImportFileError(f"The file has more than {MAX_ROWS:,} rows; split it.")
+            raise ImportFileError(
+                _("The file has more than %(max)s rows; split it.") % {"max": f"{MAX_ROWS:,}"}
+            )
         rows.append(Row(number, values))
     if not rows:
-        raise ImportFileError("The file has a header but no rows.")
+        raise ImportFileError(_("The file has a header but no rows."))
     return rows
 
 
@@ -218,7 +232,10 @@ def validate_rows(operator: Operator, rows: list[Row]) -> tuple[list[ValidRow], 
             if earlier != row.number:
                 row_errors.append(
                     RowError(
-                        row.number, "phone", row.values["phone"], f"Same phone as row {earlier}."
+                        row.number,
+                        "phone",
+                        row.values["phone"],
+                        _("Same phone as row %(row)d.") % {"row": earlier},
                     )
                 )
             if checked.card is not None:
@@ -226,7 +243,10 @@ def validate_rows(operator: Operator, rows: list[Row]) -> tuple[list[ValidRow], 
                 if earlier != row.number:
                     row_errors.append(
                         RowError(
-                            row.number, "card", row.values["card"], f"Same card as row {earlier}."
+                            row.number,
+                            "card",
+                            row.values["card"],
+                            _("Same card as row %(row)d.") % {"row": earlier},
                         )
                     )
         errors.extend(row_errors)
@@ -240,7 +260,9 @@ def validate_rows(operator: Operator, rows: list[Row]) -> tuple[list[ValidRow], 
         owner = owner_of_card[row.card]
         if owner is not None and owner != client_of_phone.get(row.phone):
             errors.append(
-                RowError(row.number, "card", str(row.card), "This card belongs to another client.")
+                RowError(
+                    row.number, "card", str(row.card), _("This card belongs to another client.")
+                )
             )
     errors.sort(key=lambda error: error.row)
     return valid, errors
@@ -255,7 +277,7 @@ def _check_row(row: Row, region: str) -> tuple[ValidRow | None, list[RowError]]:
 
     phone = ""
     if not values.get("phone"):
-        problem("phone", "A phone number is required.")
+        problem("phone", _("A phone number is required."))
     else:
         try:
             phone = normalize_phone(values["phone"], region=region)
@@ -270,34 +292,34 @@ def _check_row(row: Row, region: str) -> tuple[ValidRow | None, list[RowError]]:
             if len(email) > EMAIL_MAX:
                 raise ValidationError("too long")
         except ValidationError:
-            problem("email", "Not a valid email address.")
+            problem("email", _("Not a valid email address."))
         else:
             checked.email = email
     for column in ("first_name", "last_name"):
         if values.get(column):
             if len(values[column]) > NAME_MAX[column]:
-                problem(column, f"Longer than {NAME_MAX[column]} characters.")
+                problem(column, _("Longer than %(max)d characters.") % {"max": NAME_MAX[column]})
             else:
                 setattr(checked, column, values[column])
 
     if values.get("card"):
         text = values["card"]
         if not text.isdigit() or not 0 < int(text) <= MAX_CARD_NUMBER:
-            problem("card", "A card number is a positive whole number.")
+            problem("card", _("A card number is a positive whole number."))
         else:
             checked.card = int(text)
     if values.get("bonus"):
         try:
             bonus = Decimal(values["bonus"].replace(",", ".").replace(" ", ""))
         except InvalidOperation:
-            problem("bonus", "Not a number.")
+            problem("bonus", _("Not a number."))
         else:
             if not bonus.is_finite() or bonus < 0:
-                problem("bonus", "A bonus is a number of 0 or more.")
+                problem("bonus", _("A bonus is a number of 0 or more."))
             elif bonus > MAX_BONUS or bonus != bonus.quantize(Decimal("0.01")):
-                problem("bonus", "Too large, or more than 2 decimal places.")
+                problem("bonus", _("Too large, or more than 2 decimal places."))
             elif not values.get("card"):
-                problem("bonus", "A bonus belongs to a card: fill in the card column.")
+                problem("bonus", _("A bonus belongs to a card: fill in the card column."))
             else:
                 checked.bonus = bonus
 
@@ -310,7 +332,7 @@ def _check_row(row: Row, region: str) -> tuple[ValidRow | None, list[RowError]]:
         elif word in FALSE_WORDS:
             checked.flags[flag] = False
         else:
-            problem(flag, "Use true/false, 1/0, yes/no or да/нет.")
+            problem(flag, _("Use true/false, 1/0, yes/no or да/нет."))
     return (checked if phone else None), errors
 
 

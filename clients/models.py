@@ -20,10 +20,10 @@ class Operator(models.Model):
     """A loyalty program operator: the tenant. Every other row belongs to one."""
 
     name = models.CharField(max_length=200)
-    code = models.SlugField(max_length=50, unique=True, help_text="Short stable identifier.")
+    code = models.SlugField(max_length=50, unique=True, help_text=_("Short stable identifier."))
     time_zone = models.CharField(max_length=64, default="Europe/Moscow")
     default_region = models.CharField(
-        max_length=2, default="RU", help_text="Region for phone numbers without a country code."
+        max_length=2, default="RU", help_text=_("Region for phone numbers without a country code.")
     )
     is_active = models.BooleanField(default=True)
     # Frequency caps on promotional messages (0: no cap); a campaign may override each.
@@ -92,8 +92,8 @@ class PointOfSale(models.Model):
     is_active = models.BooleanField(default=True)
 
     class Meta:
-        verbose_name = "point of sale"
-        verbose_name_plural = "points of sale"
+        verbose_name = _("point of sale")
+        verbose_name_plural = _("points of sale")
         ordering = ["operator", "code"]
         constraints = [
             models.UniqueConstraint(
@@ -127,7 +127,9 @@ class Client(models.Model):
 
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="clients")
     phone = models.CharField(
-        max_length=15, blank=True, help_text="International digits without '+', e.g. 79123456789."
+        max_length=15,
+        blank=True,
+        help_text=_("International digits without '+', e.g. 79123456789."),
     )
     email = models.EmailField(blank=True)
     first_name = models.CharField(max_length=100, blank=True)
@@ -145,10 +147,10 @@ class Client(models.Model):
 
     # Consent flags. Change them only through clients.services.change_consent so
     # that every change is written to ConsentChange.
-    allow_sms = models.BooleanField("SMS allowed", default=False)
-    allow_email = models.BooleanField("email allowed", default=False)
-    allow_push = models.BooleanField("push allowed", default=False)
-    allow_email_online_cheque = models.BooleanField("online cheques by email", default=False)
+    allow_sms = models.BooleanField(_("SMS allowed"), default=False)
+    allow_email = models.BooleanField(_("email allowed"), default=False)
+    allow_push = models.BooleanField(_("push allowed"), default=False)
+    allow_email_online_cheque = models.BooleanField(_("online cheques by email"), default=False)
 
     last_purchase_at = models.DateTimeField(null=True, blank=True)
     registered_at = models.DateTimeField(null=True, blank=True)
@@ -196,14 +198,14 @@ class Client(models.Model):
 
 class Card(models.Model):
     class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        BLOCKED = "blocked", "Blocked"
+        ACTIVE = "active", _("Active")
+        BLOCKED = "blocked", _("Blocked")
 
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="cards")
     client = models.ForeignKey(
         Client, null=True, blank=True, on_delete=models.SET_NULL, related_name="cards"
     )
-    number = models.BigIntegerField(help_text="Card number as partners send it (integer).")
+    number = models.BigIntegerField(help_text=_("Card number as partners send it (integer)."))
     bonus = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     bonus_expires_at = models.DateTimeField(
@@ -235,18 +237,18 @@ class ConsentChange(models.Model):
     """Append-only history of consent flags: who, when, through which door, old -> new."""
 
     class Source(models.TextChoices):
-        ADMIN = "admin", "Admin"
-        PAGE = "page", "Client page"
-        API = "api", "Partner API"
-        IMPORT = "import", "Import"
-        SYSTEM = "system", "System"
+        ADMIN = "admin", _("Admin")
+        PAGE = "page", _("Client page")
+        API = "api", _("Partner API")
+        IMPORT = "import", _("Import")
+        SYSTEM = "system", _("System")
         UNSUBSCRIBE = "unsubscribe", _("Unsubscribe link")
         REPLY = "reply", _("Reply to a message")
 
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="+")
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="consent_changes")
     flag = models.CharField(max_length=32, choices=[(flag, flag) for flag in CONSENT_FLAGS])
-    old_value = models.BooleanField(null=True, help_text="Empty when the client was created.")
+    old_value = models.BooleanField(null=True, help_text=_("Empty when the client was created."))
     new_value = models.BooleanField()
     source = models.CharField(max_length=16, choices=Source.choices)
     changed_by = models.ForeignKey(
@@ -298,7 +300,7 @@ class Lead(models.Model):
     phone = models.CharField(max_length=15, blank=True)
     email = models.EmailField(blank=True)
     name = models.CharField(max_length=200, blank=True)
-    source = models.CharField(max_length=100, blank=True, help_text="Where the lead came from.")
+    source = models.CharField(max_length=100, blank=True, help_text=_("Where the lead came from."))
     point_of_sale = models.ForeignKey(
         PointOfSale, null=True, blank=True, on_delete=models.SET_NULL, related_name="leads"
     )
@@ -308,7 +310,7 @@ class Lead(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="leads",
-        help_text="Set once the lead became a client.",
+        help_text=_("Set once the lead became a client."),
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -342,7 +344,7 @@ class Subscriber(models.Model):
 
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="subscribers")
     messenger = models.CharField(max_length=16, choices=MESSENGER_CHOICES)
-    external_id = models.CharField(max_length=64, help_text="The messenger's own user id.")
+    external_id = models.CharField(max_length=64, help_text=_("The messenger's own user id."))
     client = models.ForeignKey(
         Client, null=True, blank=True, on_delete=models.SET_NULL, related_name="subscriptions"
     )
@@ -400,17 +402,17 @@ class ApiCredential(models.Model):
     """
 
     class Kind(models.TextChoices):
-        TOKEN = "token", "Token"
-        SITE_CODE = "site_code", "Site code"
+        TOKEN = "token", _("Token")
+        SITE_CODE = "site_code", _("Site code")
 
     operator = models.ForeignKey(Operator, on_delete=models.CASCADE, related_name="api_credentials")
     name = models.CharField(
-        max_length=200, help_text="Who holds it, e.g. 'POS software at shop 12'."
+        max_length=200, help_text=_("Who holds it, e.g. 'POS software at shop 12'.")
     )
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TOKEN)
     secret_digest = models.CharField(max_length=64, unique=True, editable=False)
     secret_hint = models.CharField(
-        max_length=8, editable=False, help_text="Last characters, to recognise it."
+        max_length=8, editable=False, help_text=_("Last characters, to recognise it.")
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

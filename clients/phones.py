@@ -3,6 +3,7 @@
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 
 def normalize_phone(raw: str | int, *, region: str | None = None) -> str:
@@ -13,13 +14,16 @@ def normalize_phone(raw: str | int, *, region: str | None = None) -> str:
     """
     text = str(raw).strip()
     if not text:
-        raise ValidationError("Phone number is empty.", code="phone_empty")
+        raise ValidationError(_("Phone number is empty."), code="phone_empty")
     region = region or settings.CASCADE_DEFAULT_REGION
     international = _valid_e164(f"+{text}" if text.isdigit() else text, region)
     if not text.isdigit():
         if international:
             return international
-        raise ValidationError(f"{text!r} is not a valid phone number.", code="phone_invalid")
+        raise ValidationError(
+            _("%(phone)s is not a valid phone number.") % {"phone": repr(text)},
+            code="phone_invalid",
+        )
     # Partner APIs send integers: 79123456789 is international digits without the
     # plus, but 89123456789 is a Russian national number with its trunk prefix.
     # When both readings are valid, the region's own country code decides.
@@ -29,7 +33,10 @@ def normalize_phone(raw: str | int, *, region: str | None = None) -> str:
         return international if text.startswith(country_code) else national
     if international or national:
         return international or national
-    raise ValidationError(f"{text!r} is not a valid phone number.", code="phone_invalid")
+    raise ValidationError(
+        _("%(phone)s is not a valid phone number.") % {"phone": repr(text)},
+        code="phone_invalid",
+    )
 
 
 def _valid_e164(text: str, region: str) -> str:

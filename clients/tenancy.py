@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
 from django.db import models
+from django.utils.translation import gettext as _
 
 from clients.models import Operator
 
@@ -89,7 +90,7 @@ def current_operator(request) -> Operator:
         return request._cascade_operator
     operators = list(operators_for(request.user).order_by("name")[:50])
     if not operators:
-        raise PermissionDenied("You do not work in any operator yet; ask an administrator.")
+        raise PermissionDenied(_("You do not work in any operator yet; ask an administrator."))
     wanted = request.session.get(SESSION_OPERATOR_KEY)
     operator = next((o for o in operators if o.pk == wanted), operators[0])
     request._cascade_operator = operator

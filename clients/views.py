@@ -21,6 +21,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import urlencode
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from clients import importing, services
@@ -213,12 +214,17 @@ def client_consent(request, pk: int):
         )
         if changes:
             said = [
-                f"{FLAG_LABELS[change.flag]} consent turned {'on' if change.new_value else 'off'}"
+                (
+                    _("%(flag)s consent turned on")
+                    if change.new_value
+                    else _("%(flag)s consent turned off")
+                )
+                % {"flag": FLAG_LABELS[change.flag]}
                 for change in changes
             ]
             messages.success(request, "; ".join(said) + ".")
         else:
-            messages.info(request, "Nothing changed.")
+            messages.info(request, _("Nothing changed."))
         return redirect("clients:detail", pk=client.pk)
     return render(
         request,
@@ -256,8 +262,10 @@ def client_import(request):
                     except (importing.ImportConflict, IntegrityError):
                         form.add_error(
                             None,
-                            "Clients changed while the file was being imported. "
-                            "Nothing was imported; upload the file again.",
+                            _(
+                                "Clients changed while the file was being imported. "
+                                "Nothing was imported; upload the file again."
+                            ),
                         )
                     else:
                         request.session.pop(SESSION_ERRORS_KEY, None)
@@ -304,7 +312,7 @@ def _keep_errors(request, filename: str, errors: list[importing.RowError]) -> No
 def import_errors(request):
     kept = request.session.get(SESSION_ERRORS_KEY)
     if not kept:
-        messages.info(request, "There is no error report: the last import had no errors.")
+        messages.info(request, _("There is no error report: the last import had no errors."))
         return redirect("clients:import")
     errors = [importing.RowError(*values) for values in kept["errors"]]
     out = io.StringIO()

@@ -3,6 +3,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from clients.models import Operator
 from clients.tenancy import OperatorScopedAdmin
@@ -32,21 +33,27 @@ class ProviderAccountForm(forms.ModelForm):
     base_url = forms.URLField(required=False, assume_scheme="https")
     new_credentials = forms.JSONField(
         required=False,
-        label="Credentials",
-        help_text='JSON, e.g. {"login": "…", "password": "…"}. Leave empty to keep the current ones.',
+        label=gettext_lazy("Credentials"),
+        help_text=gettext_lazy(
+            'JSON, e.g. {"login": "…", "password": "…"}. Leave empty to keep the current ones.'
+        ),
         widget=forms.Textarea(attrs={"rows": 3}),
     )
     add_callback_secret = forms.BooleanField(
         required=False,
-        label="Add a new callback secret",
-        help_text="New callback URLs use it at once; the old secrets are still accepted until "
-        "retired. The new callback URL is shown once, after saving.",
+        label=gettext_lazy("Add a new callback secret"),
+        help_text=gettext_lazy(
+            "New callback URLs use it at once; the old secrets are still accepted until "
+            "retired. The new callback URL is shown once, after saving."
+        ),
     )
     retire_old_callback_secrets = forms.BooleanField(
         required=False,
-        label="Retire old secrets",
-        help_text="Keep only the current secret: callbacks signed with the others are refused. "
-        "Together with the box above only the new one is kept (after a leak).",
+        label=gettext_lazy("Retire old secrets"),
+        help_text=gettext_lazy(
+            "Keep only the current secret: callbacks signed with the others are refused. "
+            "Together with the box above only the new one is kept (after a leak)."
+        ),
     )
 
     class Meta:
@@ -58,7 +65,7 @@ class ProviderAccountForm(forms.ModelForm):
         new_credentials = self.cleaned_data.get("new_credentials")
         if new_credentials:
             if not isinstance(new_credentials, dict):
-                raise forms.ValidationError("Credentials must be a JSON object.")
+                raise forms.ValidationError(_("Credentials must be a JSON object."))
             account.credentials = new_credentials
         if commit:
             account.save()
@@ -106,15 +113,15 @@ class ProviderAccountAdmin(OperatorScopedAdmin):
     # Not named like the form's checkboxes: a view-only page would look those names up here.
     actions = ["add_callback_secret_to_selected", "retire_old_callback_secrets_of_selected"]
 
-    @admin.display(description="Current credentials")
+    @admin.display(description=gettext_lazy("Current credentials"))
     def current_credentials(self, obj):
         return json.dumps(masked_credentials(obj.credentials), ensure_ascii=False)
 
-    @admin.display(description="Callback URL")
+    @admin.display(description=gettext_lazy("Callback URL"))
     def masked_callback_url(self, obj):
         url = obj.callback_url() if obj.pk else ""
         if not url:
-            return "None yet: a secret is generated when the account is saved."
+            return _("None yet: a secret is generated when the account is saved.")
         current = obj.callback_secrets[0]
         masked = url.removesuffix(f"{current}/") + f"{services.secret_hint(current)}/"
         if obj.backend in BACKENDS and not backend_class(obj.backend).has_callbacks:
@@ -123,13 +130,13 @@ class ProviderAccountAdmin(OperatorScopedAdmin):
             ) % {"url": masked}
         return masked
 
-    @admin.display(description="Callback secrets")
+    @admin.display(description=gettext_lazy("Callback secrets"))
     def callback_secret_hints(self, obj):
         hints = [services.secret_hint(secret) for secret in obj.callback_secrets or []]
         if not hints:
-            return "None"
-        old = [f"{hint} (old, still accepted)" for hint in hints[1:]]
-        return ", ".join([f"{hints[0]} (current)", *old])
+            return _("None")
+        old = [_("%(hint)s (old, still accepted)") % {"hint": hint} for hint in hints[1:]]
+        return ", ".join([_("%(hint)s (current)") % {"hint": hints[0]}, *old])
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
@@ -153,11 +160,14 @@ class ProviderAccountAdmin(OperatorScopedAdmin):
         # The one moment the full secret is shown, as when a partner token is issued.
         messages.warning(
             request,
-            f"New callback URL for {account}: {account.callback_url()} — give it to the gateway "
-            "now; it is not shown again (only its first characters are).",
+            _(
+                "New callback URL for %(account)s: %(url)s — give it to the gateway "
+                "now; it is not shown again (only its first characters are)."
+            )
+            % {"account": account, "url": account.callback_url()},
         )
 
-    @admin.action(description="Add a new callback secret", permissions=["change"])
+    @admin.action(description=gettext_lazy("Add a new callback secret"), permissions=["change"])
     def add_callback_secret_to_selected(self, request, queryset):
         for account_id in queryset.values_list("pk", flat=True):
             account = services.add_callback_secret(account_id=account_id)
@@ -165,14 +175,14 @@ class ProviderAccountAdmin(OperatorScopedAdmin):
             self.log_change(request, account, f"Added a new callback secret {hint}")
             self.show_new_callback_url(request, account)
 
-    @admin.action(description="Retire old callback secrets", permissions=["change"])
+    @admin.action(description=gettext_lazy("Retire old callback secrets"), permissions=["change"])
     def retire_old_callback_secrets_of_selected(self, request, queryset):
         for account_id in queryset.values_list("pk", flat=True):
             account = services.retire_old_callback_secrets(account_id=account_id)
             hints = self.callback_secret_hints(account)
             self.log_change(request, account, f"Retired old callback secrets; kept {hints}")
         self.message_user(
-            request, "Old callback secrets retired; only the current one is accepted."
+            request, _("Old callback secrets retired; only the current one is accepted.")
         )
 
 

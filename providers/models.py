@@ -19,27 +19,29 @@ class ProviderAccount(models.Model):
     name = models.CharField(max_length=100)
     backend = models.CharField(max_length=32, choices=BACKEND_CHOICES)
     base_url = models.URLField(
-        blank=True, help_text="Gateway root URL; empty for SMTP (host/port go in credentials)."
+        blank=True, help_text=_("Gateway root URL; empty for SMTP (host/port go in credentials).")
     )
     credentials = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Backend-specific secrets: login/password, token or api_key, SMTP settings.",
+        help_text=_("Backend-specific secrets: login/password, token or api_key, SMTP settings."),
     )
     sender_names = models.JSONField(
         default=dict,
         blank=True,
-        help_text='Sender per channel, e.g. {"sms": "Shop", "viber": "Shop"}.',
+        help_text=_('Sender per channel, e.g. {"sms": "Shop", "viber": "Shop"}.'),
     )
     channels = models.JSONField(
-        default=list, help_text='Channels it serves, e.g. ["viber", "sms"].'
+        default=list, help_text=_('Channels it serves, e.g. ["viber", "sms"].')
     )
     options = models.JSONField(
-        default=dict, blank=True, help_text="Backend options, e.g. the cascade gateway's flavour."
+        default=dict,
+        blank=True,
+        help_text=_("Backend options, e.g. the cascade gateway's flavour."),
     )
-    max_batch = models.PositiveIntegerField(default=50, help_text="Recipients per request.")
+    max_batch = models.PositiveIntegerField(default=50, help_text=_("Recipients per request."))
     rate_limit_per_second = models.PositiveIntegerField(
-        default=0, help_text="Messages per second across all workers; 0 means no limit."
+        default=0, help_text=_("Messages per second across all workers; 0 means no limit.")
     )
     cost_per_part = models.DecimalField(max_digits=10, decimal_places=4, default=0)
     currency = models.CharField(max_length=3, default="RUB")
@@ -47,7 +49,9 @@ class ProviderAccount(models.Model):
     callback_secrets = models.JSONField(
         default=list,
         blank=True,
-        help_text="Webhook secrets; the first signs new callback URLs, all are accepted (rotation).",
+        help_text=_(
+            "Webhook secrets; the first signs new callback URLs, all are accepted (rotation)."
+        ),
     )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -115,13 +119,13 @@ class ChannelRoute(models.Model):
     operator = models.ForeignKey(Operator, on_delete=models.PROTECT, related_name="channel_routes")
     channel = models.CharField(max_length=16, choices=Channel.choices)
     account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="routes")
-    priority = models.PositiveSmallIntegerField(default=1, help_text="Lower is tried first.")
+    priority = models.PositiveSmallIntegerField(default=1, help_text=_("Lower is tried first."))
     cost_per_part = models.DecimalField(
         max_digits=10,
         decimal_places=4,
         null=True,
         blank=True,
-        help_text="Price on this channel if it differs from the account's.",
+        help_text=_("Price on this channel if it differs from the account's."),
     )
 
     class Meta:
@@ -149,10 +153,13 @@ class ChannelRoute(models.Model):
         from django.core.exceptions import ValidationError
 
         if self.account_id and self.operator_id and self.account.operator_id != self.operator_id:
-            raise ValidationError({"account": "The account belongs to another operator."})
+            raise ValidationError({"account": _("The account belongs to another operator.")})
         if self.account_id and self.channel and self.channel not in self.account.channels:
             raise ValidationError(
-                {"channel": f"{self.account.name} does not serve {self.channel}."}
+                {
+                    "channel": _("%(account)s does not serve %(channel)s.")
+                    % {"account": self.account.name, "channel": self.channel}
+                }
             )
 
 
@@ -185,9 +192,9 @@ class InboundCallback(models.Model):
     account = models.ForeignKey(
         ProviderAccount, on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    events = models.JSONField(help_text="The parsed status reports (providers.inbox.as_json).")
+    events = models.JSONField(help_text=_("The parsed status reports (providers.inbox.as_json)."))
     received_at = models.DateTimeField()
-    error = models.TextField(blank=True, help_text="Why applying failed; such rows are skipped.")
+    error = models.TextField(blank=True, help_text=_("Why applying failed; such rows are skipped."))
 
     def __str__(self) -> str:
         return f"callback {self.pk} for account {self.account_id}"

@@ -6,12 +6,14 @@ are imported only when a backend is used.
 
 import importlib
 
+from django.utils.translation import gettext_lazy as _
+
 BACKENDS: dict[str, tuple[str, str]] = {
     # name: (label, module path); each module defines a class named Backend
     "pulse": ("kupon.mobi 1-pulse", "providers.backends.pulse"),
-    "cascade_gateway": ("Viber/VK/SMS cascade gateway", "providers.backends.cascade_gateway"),
-    "bsg": ("BSG Viber with SMS fallback", "providers.backends.bsg"),
-    "smtp": ("Email over SMTP", "providers.backends.smtp"),
+    "cascade_gateway": (_("Viber/VK/SMS cascade gateway"), "providers.backends.cascade_gateway"),
+    "bsg": (_("BSG Viber with SMS fallback"), "providers.backends.bsg"),
+    "smtp": (_("Email over SMTP"), "providers.backends.smtp"),
 }
 
 BACKEND_CHOICES = [(name, label) for name, (label, _module) in BACKENDS.items()]

@@ -1,22 +1,23 @@
 """The one normalized delivery status vocabulary every backend maps into."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    QUEUED = "queued", "Queued"
-    SUBMITTING = "submitting", "Submitting"
-    SENT = "sent", "Sent"
-    DELIVERED = "delivered", "Delivered"
-    READ = "read", "Read"
-    UNDELIVERABLE = "undeliverable", "Undeliverable"
-    EXPIRED = "expired", "Expired"
-    REJECTED = "rejected", "Rejected"
-    FAILED = "failed", "Failed"
-    SKIPPED = "skipped", "Skipped"
-    CANCELLED = "cancelled", "Cancelled"
-    UNKNOWN = "unknown", "Unknown"
+    PENDING = "pending", _("Pending")
+    QUEUED = "queued", _("Queued")
+    SUBMITTING = "submitting", _("Submitting")
+    SENT = "sent", _("Sent")
+    DELIVERED = "delivered", _("Delivered")
+    READ = "read", _("Read")
+    UNDELIVERABLE = "undeliverable", _("Undeliverable")
+    EXPIRED = "expired", _("Expired")
+    REJECTED = "rejected", _("Rejected")
+    FAILED = "failed", _("Failed")
+    SKIPPED = "skipped", _("Skipped")
+    CANCELLED = "cancelled", _("Cancelled")
+    UNKNOWN = "unknown", _("Unknown")
 
 
 FINAL_STATUSES = frozenset(
