@@ -78,3 +78,28 @@ def test_the_partner_api_answers_in_english_unless_asked_for_russian(client, api
     assert (english["Content-Language"], russian["Content-Language"]) == ("en", "ru")
     assert answer(english)["ErrorCode"] == answer(russian)["ErrorCode"] == 1
     assert answer(english)["Message"].startswith("The request is not valid")
+
+
+@pytest.mark.parametrize(
+    ("n", "word"), [(1, "сообщение"), (2, "сообщения"), (5, "сообщений"), (21, "сообщение")]
+)
+def test_russian_plurals_follow_the_number(n, word):
+    from django.utils import translation
+
+    with translation.override("ru"):
+        text = translation.ngettext(
+            "%(n)s message per client per channel a day",
+            "%(n)s messages per client per channel a day",
+            n,
+        ) % {"n": n}
+    assert text.startswith(f"{n} {word} ")
+
+
+def test_the_pages_speak_russian_to_a_russian_user(client, mark, settings):
+    settings.LANGUAGE_CODE = "ru"
+    client.force_login(mark)
+    page = client.get("/campaigns/").content.decode()
+    assert ">Кампании<" in page and "Выйти" in page
+    client.cookies["django_language"] = "en"
+    page = client.get("/campaigns/").content.decode()
+    assert ">Campaigns<" in page and "Sign out" in page
