@@ -21,6 +21,9 @@ messages-ru: $(STAMP)
 	SECRET_KEY=x DEBUG=1 $(VENV)/bin/python manage.py makemessages -l ru --no-location \
 		--no-obsolete --ignore=.venv --ignore=tests --ignore=bench --ignore=static \
 		--ignore=docs --ignore=scripts
+	SECRET_KEY=x DEBUG=1 $(VENV)/bin/python manage.py makemessages -d djangojs -l ru \
+		--no-location --no-obsolete --ignore=.venv --ignore=tests --ignore=bench \
+		--ignore=static/vendor --ignore=staticfiles --ignore=docs
 
 run: $(STAMP) messages
 	$(VENV)/bin/python scripts/run_dev.py

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from campaigns import views as campaign_views
@@ -41,6 +42,8 @@ urlpatterns = [
     path("operator/", views.switch_operator, name="switch-operator"),
     # Django's set_language: POST language (and next); the choice is kept in a cookie.
     path("i18n/", include("django.conf.urls.i18n")),
+    # gettext() for static/cascade/*.js (the djangojs catalog), in the page's language.
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("campaigns/", include("campaigns.urls")),
     path("clients/", include("clients.urls")),
     path("l/<str:code>", campaign_views.follow_link, name="tracked-link"),

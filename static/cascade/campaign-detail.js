@@ -47,7 +47,7 @@
     });
     if (!rows.length) {
       var tr = document.createElement("tr");
-      var td = cell("None so far.");
+      var td = cell(gettext("None so far."));
       td.colSpan = 4;
       td.className = "muted";
       tr.appendChild(td);

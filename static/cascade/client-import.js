@@ -21,11 +21,11 @@
       if (!e.lengthComputable) return;
       var percent = Math.round((100 * e.loaded) / e.total);
       bar.value = percent;
-      text.textContent = "Uploading… " + percent + "%";
+      text.textContent = interpolate(gettext("Uploading… %s%%"), [percent]);
     });
     xhr.upload.addEventListener("load", function () {
       bar.removeAttribute("value");  // indeterminate: the server is checking the rows
-      text.textContent = "Checking and importing…";
+      text.textContent = gettext("Checking and importing…");
     });
     xhr.addEventListener("load", function () {
       // The answer is a whole page (the result, or the errors): show it in place.
@@ -35,7 +35,7 @@
       window.scrollTo(0, 0);
     });
     xhr.addEventListener("error", function () {
-      text.textContent = "The upload failed; check the connection and try again.";
+      text.textContent = gettext("The upload failed; check the connection and try again.");
       button.disabled = false;
     });
     xhr.send(new FormData(form));

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CATALOG = ROOT / "locale" / "ru" / "LC_MESSAGES" / "django.po"
+CATALOGS = ROOT / "locale" / "ru" / "LC_MESSAGES"
+DOMAINS = ("django", "djangojs")
 MSGATTRIB = shutil.which("msgattrib") or "msgattrib"
 MSGFMT = shutil.which("msgfmt") or "msgfmt"
-SOURCES = ("clients", "campaigns", "providers", "config", "templates", "locale")
+SOURCES = ("clients", "campaigns", "providers", "config", "templates", "locale", "static/cascade")
 
 pytestmark = pytest.mark.skipif(shutil.which("msgattrib") is None, reason="needs GNU gettext")
 
@@ -42,49 +43,58 @@ def entries(po: Path, *flags: str) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def regenerated(tmp_path_factory) -> Path:
+    """The sources' catalogs, as makemessages writes them now (both domains)."""
     copy = tmp_path_factory.mktemp("sources")
     for name in SOURCES:
         shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "manage.py", copy / "manage.py")
-    subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "makemessages",
-            "-l",
-            "ru",
-            "--no-location",
-            "--no-obsolete",
-            "-v",
-            "0",
-        ],
-        cwd=copy,
-        env={"PATH": "/usr/bin:/bin", "SECRET_KEY": "x", "DEBUG": "1", "LANGUAGE_CODE": "en"},
-        check=True,
-        capture_output=True,
-    )
-    return copy / "locale" / "ru" / "LC_MESSAGES" / "django.po"
+    for domain in DOMAINS:
+        subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "makemessages",
+                "-d",
+                domain,
+                "-l",
+                "ru",
+                "--no-location",
+                "--no-obsolete",
+                "-v",
+                "0",
+            ],
+            cwd=copy,
+            env={"PATH": "/usr/bin:/bin", "SECRET_KEY": "x", "DEBUG": "1", "LANGUAGE_CODE": "en"},
+            check=True,
+            capture_output=True,
+        )
+    return copy / "locale" / "ru" / "LC_MESSAGES"
 
 
-def test_no_marked_string_is_missing_from_the_catalog(regenerated):
-    missing = entries(regenerated) - entries(CATALOG)
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_no_marked_string_is_missing_from_the_catalog(regenerated, domain):
+    missing = entries(regenerated / f"{domain}.po") - entries(CATALOGS / f"{domain}.po")
     assert sorted(missing) == []
 
 
-def test_the_catalog_has_no_string_the_code_no_longer_marks(regenerated):
-    obsolete = entries(CATALOG) - entries(regenerated)
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_the_catalog_has_no_string_the_code_no_longer_marks(regenerated, domain):
+    obsolete = entries(CATALOGS / f"{domain}.po") - entries(regenerated / f"{domain}.po")
     assert sorted(obsolete) == []
 
 
-def test_every_entry_is_translated_and_none_is_fuzzy():
-    assert sorted(entries(CATALOG, "--untranslated")) == []
-    assert sorted(entries(CATALOG, "--only-fuzzy")) == []
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_every_entry_is_translated_and_none_is_fuzzy(domain):
+    assert sorted(entries(CATALOGS / f"{domain}.po", "--untranslated")) == []
+    assert sorted(entries(CATALOGS / f"{domain}.po", "--only-fuzzy")) == []
 
 
-def test_the_catalog_compiles_and_russian_plurals_have_four_forms():
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_the_catalog_compiles_and_russian_plurals_have_four_forms(domain):
+    catalog = CATALOGS / f"{domain}.po"
     result = subprocess.run(
-        [MSGFMT, "--check", "-o", "/dev/null", str(CATALOG)], capture_output=True, text=True
+        [MSGFMT, "--check", "-o", "/dev/null", str(catalog)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    header = CATALOG.read_text()
+    header = catalog.read_text()
     assert '"Language: ru\\n"' in header and "nplurals=4" in header

@@ -1,5 +1,6 @@
 """Language per user for the pages, Russian by default; English for partners unless asked."""
 
+import json
 import os
 import subprocess
 import sys
@@ -103,3 +104,18 @@ def test_the_pages_speak_russian_to_a_russian_user(client, mark, settings):
     client.cookies["django_language"] = "en"
     page = client.get("/campaigns/").content.decode()
     assert ">Campaigns<" in page and "Sign out" in page
+
+
+def test_the_javascript_catalog_follows_the_users_language(client, settings):
+    settings.LANGUAGE_CODE = "en"
+    client.cookies["django_language"] = "ru"
+    catalog = client.get("/jsi18n/")
+    assert catalog.status_code == 200 and "javascript" in catalog["Content-Type"]
+    escaped = json.dumps("Пока нет.")[1:-1]  # the catalog may escape non-ASCII text
+
+    def has_russian(body: bytes) -> bool:
+        return "Пока нет." in body.decode() or escaped in body.decode()
+
+    assert has_russian(catalog.content)
+    client.cookies["django_language"] = "en"
+    assert not has_russian(client.get("/jsi18n/").content)
