@@ -38,61 +38,68 @@ OPERATORS = [
     ("sunrise", "Sunrise Market", "7910"),
     ("northwind", "Northwind Pharmacy", "7920"),
 ]
-FIRST_NAMES = [
-    "Anna",
-    "Ivan",
-    "Olga",
-    "Sergey",
-    "Maria",
-    "Dmitry",
-    "Elena",
-    "Pavel",
-    "Irina",
-    "Alexey",
-]
-LAST_NAMES = [
-    "Ivanova",
-    "Petrov",
-    "Smirnova",
-    "Kuznetsov",
-    "Popova",
-    "Sokolov",
-    "Lebedeva",
-    "Novikov",
+# Russian names, as the operators' clients have them; the Latin spelling is for the
+# demo e-mail addresses. A woman's surname takes the feminine ending.
+FIRST_NAMES = {
+    "f": [
+        ("Анна", "anna"),
+        ("Ольга", "olga"),
+        ("Мария", "maria"),
+        ("Елена", "elena"),
+        ("Ирина", "irina"),
+    ],
+    "m": [
+        ("Иван", "ivan"),
+        ("Сергей", "sergey"),
+        ("Дмитрий", "dmitry"),
+        ("Павел", "pavel"),
+        ("Алексей", "alexey"),
+    ],
+}
+SURNAMES = [
+    ("Иванов", "ivanov"),
+    ("Петров", "petrov"),
+    ("Смирнов", "smirnov"),
+    ("Кузнецов", "kuznetsov"),
+    ("Попов", "popov"),
+    ("Соколов", "sokolov"),
+    ("Лебедев", "lebedev"),
+    ("Новиков", "novikov"),
 ]
 TAGS = ["vip", "new", "lapsed", "employee"]
 
+# Cyrillic texts: the preview then counts real UCS-2 SMS parts (70 characters, 67 per part).
 TEMPLATES = [
     {
-        "name": "Welcome bonus",
-        "title": "Welcome to {{ operator }}",
-        "text": "Hello {{ first_name }}! {{ bonus }} bonus points are waiting for you.",
-        "sms_text": "{{ first_name }}, you have {{ bonus }} bonus points. Reply STOP to opt out.",
-        "viber_text": "Hello {{ first_name }}! You have {{ bonus }} bonus points. Spend them this week.",
-        "button_caption": "Open my card",
+        "name": "Приветственный бонус",
+        "title": "Добро пожаловать в {{ operator }}",
+        "text": "Здравствуйте, {{ first_name }}! Вас ждут {{ bonus }} бонусов.",
+        "sms_text": "{{ first_name }}, у вас {{ bonus }} бонусов. Отписаться: ответьте СТОП.",
+        "viber_text": "Здравствуйте, {{ first_name }}! У вас {{ bonus }} бонусов. Потратьте их на этой неделе.",
+        "button_caption": "Моя карта",
         "button_url": "https://example.com/card",
-        "html": "<p>Hello {{ first_name }}!</p><p>You have <b>{{ bonus }}</b> bonus points.</p>",
+        "html": "<p>Здравствуйте, {{ first_name }}!</p><p>У вас <b>{{ bonus }}</b> бонусов.</p>",
     },
     {
-        "name": "Weekend sale",
-        "title": "Weekend sale",
-        "text": "Weekend sale: -20% on everything with your card.",
-        "viber_text": "Weekend sale: -20% on everything with your loyalty card!",
-        "button_caption": "See offers",
+        "name": "Распродажа выходных",
+        "title": "Распродажа выходных",
+        "text": "Распродажа выходных: −20% на всё по вашей карте.",
+        "viber_text": "Распродажа выходных: −20% на всё по карте лояльности!",
+        "button_caption": "К акциям",
         "button_url": "https://example.com/sale",
         "image_url": "https://example.com/sale.png",
-        "sms_text": "Weekend sale -20% with your card.",
+        "sms_text": "Распродажа выходных: −20% по вашей карте.",
     },
     {
-        "name": "Online cheque",
-        "title": "Your receipt",
-        "text": "Your receipt is attached.",
-        "html": "<p>Thank you for your purchase. Your receipt: {{ cheque_url }}</p>",
+        "name": "Онлайн-чек",
+        "title": "Ваш чек",
+        "text": "Ваш чек во вложении.",
+        "html": "<p>Спасибо за покупку! Ваш чек: {{ cheque_url }}</p>",
     },
     {
-        "name": "Registration code",
-        "text": "Your code: {{ code }}",
-        "sms_text": "Your registration code: {{ code }}",
+        "name": "Код регистрации",
+        "text": "Ваш код: {{ code }}",
+        "sms_text": "Код регистрации: {{ code }}",
     },
 ]
 
@@ -144,9 +151,9 @@ class Command(BaseCommand):
         self.seed_providers(operator)
         Campaign.objects.get_or_create(
             operator=operator,
-            name="Weekend sale: Viber, then SMS",
+            name="Распродажа выходных: Viber, затем SMS",
             defaults={
-                "template": templates["Weekend sale"],
+                "template": templates["Распродажа выходных"],
                 "channels": [Channel.VIBER, Channel.SMS],
                 "segment": {"consent": "allow_sms"},
             },
@@ -332,12 +339,19 @@ class Command(BaseCommand):
         for index in range(client_count):
             has_phone = rng.random() < 0.95
             has_email = rng.random() < 0.6 or not has_phone
-            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+            gender = rng.choice(("f", "m"))
+            (first, first_latin), (surname, surname_latin) = (
+                rng.choice(FIRST_NAMES[gender]),
+                rng.choice(SURNAMES),
+            )
+            last, last_latin = (
+                (surname + "а", surname_latin + "a") if gender == "f" else (surname, surname_latin)
+            )
             new_clients.append(
                 Client(
                     operator=operator,
                     phone=f"{phone_prefix}{index:07d}" if has_phone else "",
-                    email=f"{first}.{last}.{index}@example.com".lower() if has_email else "",
+                    email=f"{first_latin}.{last_latin}.{index}@example.com" if has_email else "",
                     first_name=first,
                     last_name=last,
                     registered_pos=rng.choice(points),
