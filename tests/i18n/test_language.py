@@ -1,5 +1,8 @@
 """Language per user for the pages, Russian by default; English for partners unless asked."""
 
+# Russian texts are the point here.
+# ruff: noqa: RUF001
+
 import json
 import os
 import subprocess
@@ -119,3 +122,13 @@ def test_the_javascript_catalog_follows_the_users_language(client, settings):
     assert has_russian(catalog.content)
     client.cookies["django_language"] = "en"
     assert not has_russian(client.get("/jsi18n/").content)
+
+
+def test_the_dashboard_funnel_is_labelled_in_the_users_language(client, mark, world, settings):
+    settings.LANGUAGE_CODE = "ru"
+    client.force_login(mark)
+    page = client.get(f"/campaigns/{world['campaign'].pk}/").content.decode()
+    assert "<span>В очереди</span>" in page and "<span>Доставлено</span>" in page
+    client.cookies["django_language"] = "en"
+    page = client.get(f"/campaigns/{world['campaign'].pk}/").content.decode()
+    assert "<span>Queued</span>" in page
