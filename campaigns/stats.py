@@ -20,8 +20,9 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from campaigns import counters
+from campaigns import counters, labels
 from campaigns.models import Campaign, CampaignCost, Delivery, Message
+from clients import formats
 from providers.status import FAILURE_STATUSES, DeliveryStatus
 
 FINAL_MESSAGE_STATUSES = {
@@ -156,6 +157,7 @@ def dashboard(campaign: Campaign) -> dict:
         per_channel.append(
             {
                 "channel": channel,
+                "channel_label": labels.channel_label(channel),
                 "total": sum(statuses.values()),
                 "waiting": sum(
                     statuses.get(s, 0)
@@ -181,7 +183,17 @@ def dashboard(campaign: Campaign) -> dict:
         fell[channel] += fell_here
         if failed:
             failures.append(
-                {"channel": channel, "status": status, "reason": code or status, "count": failed}
+                {
+                    "channel": channel,
+                    "channel_label": labels.channel_label(channel),
+                    "status": status,
+                    "status_label": labels.status_label(status),
+                    "reason": code or status,
+                    "reason_label": labels.reason_label(code)
+                    if code
+                    else labels.status_label(status),
+                    "count": failed,
+                }
             )
     failures.sort(key=lambda row: -row["count"])
     for row in per_channel:
@@ -214,6 +226,11 @@ def dashboard(campaign: Campaign) -> dict:
         "channels": per_channel,
         "failures": failures[:20],
         "cost": {currency: f"{amount:.2f}" for currency, amount in spent.items()},
+        # In the reader's language (117,30 ₽), so the page's script need not know money formats.
+        "cost_text": " · ".join(
+            formats.money(amount, currency) for currency, amount in spent.items()
+        )
+        or "0",
         "finished": campaign.state in (Campaign.State.DONE, Campaign.State.CANCELLED),
     }
 

@@ -55,6 +55,7 @@ from campaigns.models import (
     Message,
     MessageTemplate,
 )
+from clients import formats
 from clients.channels import Channel
 from clients.models import Card
 from clients.phones import normalize_phone
@@ -553,13 +554,14 @@ def message_detail(request, pk: int, message_id: int):
 @view_required
 @require_GET
 def export_variants_csv(request, pk: int):
-    """The per-variant and channel table; `?sep=;` and a UTF-8 BOM for Excel set to Russian."""
+    """The per-variant and channel table; `?sep=;` for Excel set to Russian."""
     campaign = _campaign(request, pk)
-    separator = ";" if request.GET.get("sep") == ";" else ","
+    flavour = formats.csv_flavour(request.GET, campaign.operator.time_zone)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-variants.csv"'
-    response.write("\ufeff")
-    writer = csv.writer(response, delimiter=separator)
+    if flavour.bom:
+        response.write("\ufeff")
+    writer = csv.writer(response, delimiter=flavour.delimiter)
     writer.writerow(["variant", "channel", "sent", "delivered", "read", "clicked", "click_rate"])
     for row in experiments.variant_channel_rows(campaign):
         writer.writerow(
@@ -570,7 +572,7 @@ def export_variants_csv(request, pk: int):
                 row.delivered,
                 row.read,
                 row.clicked,
-                f"{row.click_rate:.4f}",
+                flavour.decimal(row.click_rate, 4),
             ]
         )
     return response
@@ -581,34 +583,44 @@ class _Echo:
         return value
 
 
+EXPORT_COLUMNS = [
+    "message_id",
+    "client_id",
+    "phone",
+    "email",
+    "status",
+    "channel",
+    "step_status",
+    "error",
+    "parts",
+    "price",
+    "currency",
+    "submitted_at",
+    "delivered_at",
+    "read_at",
+]
+
+
 @login_required
 @view_required
 @require_GET
 def export_csv(request, pk: int):
-    """Every message's outcome, streamed so a million rows never sit in memory."""
+    """Every message's outcome, streamed so a million rows never sit in memory.
+
+    The plain file is for programs (codes, dot decimals, UTC ISO 8601); `?sep=;` is
+    for Excel set to Russian (a BOM, semicolons, decimal commas, the operator's
+    local time). Column names and status codes stay the same in both, so a
+    spreadsheet's formulas work on either.
+    """
     campaign = _campaign(request, pk)
+    flavour = formats.csv_flavour(request.GET, campaign.operator.time_zone)
     last_steps = Delivery.objects.filter(campaign=campaign).order_by("message_id", "step")
-    writer = csv.writer(_Echo())
+    writer = csv.writer(_Echo(), delimiter=flavour.delimiter)
 
     def rows():
-        yield writer.writerow(
-            [
-                "message_id",
-                "client_id",
-                "phone",
-                "email",
-                "status",
-                "channel",
-                "step_status",
-                "error",
-                "parts",
-                "price",
-                "currency",
-                "submitted_at",
-                "delivered_at",
-                "read_at",
-            ]
-        )
+        if flavour.bom:
+            yield "\ufeff"
+        yield writer.writerow(EXPORT_COLUMNS)
         messages_by_id = {}
         current = None
         for delivery in last_steps.values_list(
@@ -627,18 +639,18 @@ def export_csv(request, pk: int):
                 messages_by_id[current[0]] = current
             current = delivery
             if len(messages_by_id) >= 2000:
-                yield from _message_rows(writer, messages_by_id)
+                yield from _message_rows(writer, messages_by_id, flavour)
                 messages_by_id = {}
         if current is not None:
             messages_by_id[current[0]] = current
-        yield from _message_rows(writer, messages_by_id)
+        yield from _message_rows(writer, messages_by_id, flavour)
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}.csv"'
     return response
 
 
-def _message_rows(writer, last_step_by_message: dict):
+def _message_rows(writer, last_step_by_message: dict, flavour):
     found = Message.objects.filter(pk__in=list(last_step_by_message)).values_list(
         "pk", "client_id", "phone", "email", "status"
     )
@@ -655,9 +667,9 @@ def _message_rows(writer, last_step_by_message: dict):
                 step[2],
                 step[3],
                 step[4],
-                step[5] if step[5] is not None else "",
+                flavour.decimal(step[5]),
                 step[6],
-                *(value.isoformat() if value else "" for value in step[7:10]),
+                *(flavour.moment(value) for value in step[7:10]),
             ]
         )
 

@@ -500,12 +500,12 @@ def _write_cards(
 # --- the error report ---------------------------------------------------------------------
 
 
-def write_error_report(errors: Iterable[RowError], out) -> None:
+def write_error_report(errors: Iterable[RowError], out, *, delimiter: str = ",") -> None:
     """CSV of the errors: row, column, value, message.
 
     Values that a spreadsheet would run as a formula get a leading apostrophe.
     """
-    writer = csv.writer(out)
+    writer = csv.writer(out, delimiter=delimiter)
     writer.writerow(["row", "column", "value", "message"])
     for error in errors:
         value = error.value

@@ -22,9 +22,10 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods
 
-from clients import importing, services
+from clients import formats, importing, services
 from clients.channels import CONSENT_FLAGS
 from clients.forms import FLAG_LABELS, ConsentForm, ImportForm
 from clients.models import Card, Client, ConsentChange, Operator
@@ -315,11 +316,19 @@ def import_errors(request):
         messages.info(request, _("There is no error report: the last import had no errors."))
         return redirect("clients:import")
     errors = [importing.RowError(*values) for values in kept["errors"]]
+    flavour = formats.csv_flavour(request.GET, current_operator(request).time_zone)
     out = io.StringIO()
-    out.write("\ufeff")  # Excel reads a CSV as UTF-8 only with a BOM
-    importing.write_error_report(errors, out)
+    if flavour.bom:
+        out.write("\ufeff")  # Excel reads a CSV as UTF-8 only with a BOM
+    importing.write_error_report(errors, out, delimiter=flavour.delimiter)
     if kept["count"] > len(errors):
-        out.write(f"# {kept['count'] - len(errors)} more errors are not listed\r\n")
+        more = kept["count"] - len(errors)
+        note = ngettext(
+            "%(count)d more error is not listed",
+            "%(count)d more errors are not listed",
+            more,
+        ) % {"count": more}
+        out.write(f"# {note}\r\n")
     stem = re.sub(r"[^\w.-]+", "_", kept["filename"].rsplit(".", 1)[0])[:60] or "import"
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{stem}-errors.csv"'

@@ -44,7 +44,16 @@ def test_unchanged_counters_reuse_the_scans_and_a_change_reads_again(world):
         after = stats.dashboard(campaign)
     assert len(changed) == len(first)
     assert after["failures"] == [
-        {"channel": "viber", "status": "undeliverable", "reason": "not_viber_user", "count": 1}
+        {
+            "channel": "viber",
+            "channel_label": "Viber",
+            "status": "undeliverable",
+            "status_label": "Undeliverable",
+            # A gateway's own code is shown as it came.
+            "reason": "not_viber_user",
+            "reason_label": "not_viber_user",
+            "count": 1,
+        }
     ]
     assert after != before
 

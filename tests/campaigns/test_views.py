@@ -3,7 +3,8 @@
 import csv
 import io
 import json
-from datetime import time
+from datetime import UTC, datetime, time
+from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -247,13 +248,36 @@ def test_messages_are_found_by_phone_and_card_and_exported(mark, world):
     assert rows[1][0] == str(world["message"].pk) and rows[1][6] == "sent"
 
 
+def test_the_export_comes_plain_for_programs_and_with_semicolons_for_russian_excel(mark, world):
+    delivery = world["message"].deliveries.get()
+    submitted = datetime(2026, 12, 1, 21, 30, 5, tzinfo=UTC)  # 00:30:05 next day in Moscow
+    Delivery.objects.filter(pk=delivery.pk).update(
+        price=Decimal("1.2500"), currency="RUB", submitted_at=submitted
+    )
+    url = f"/campaigns/{world['campaign'].pk}/export.csv"
+
+    plain = b"".join(browser(mark).get(url).streaming_content).decode("utf-8")
+    assert not plain.startswith("\ufeff")
+    header, row = list(csv.reader(io.StringIO(plain)))
+    values = dict(zip(header, row, strict=True))
+    assert (values["price"], values["submitted_at"]) == ("1.2500", "2026-12-01T21:30:05Z")
+
+    excel = b"".join(browser(mark).get(url, {"sep": ";"}).streaming_content).decode("utf-8")
+    assert excel.startswith("\ufeffmessage_id;client_id;")
+    header, row = list(csv.reader(io.StringIO(excel.lstrip("\ufeff")), delimiter=";"))
+    values = dict(zip(header, row, strict=True))
+    assert values["price"] == "1,2500"
+    assert values["submitted_at"] == "02.12.2026 00:30:05"  # the operator's zone, Moscow
+    assert values["delivered_at"] == ""
+
+
 def test_a_message_shows_its_steps_and_raw_payloads(mark, world):
     page = (
         browser(mark)
         .get(f"/campaigns/{world['campaign'].pk}/messages/{world['message'].pk}/")
         .content.decode()
     )
-    assert "Step 1: viber" in page and "Raw payload" in page
+    assert "Step 1: Viber" in page and "Raw payload" in page
 
 
 def test_a_template_is_created_and_previewed(mark, sunrise):

@@ -132,3 +132,34 @@ def test_the_dashboard_funnel_is_labelled_in_the_users_language(client, mark, wo
     client.cookies["django_language"] = "en"
     page = client.get(f"/campaigns/{world['campaign'].pk}/").content.decode()
     assert "<span>Queued</span>" in page
+
+
+def test_the_dashboard_shows_money_counts_statuses_and_reasons_in_russian(
+    client, mark, world, settings
+):
+    from decimal import Decimal
+
+    from campaigns.models import CampaignCost, Delivery
+
+    campaign = world["campaign"]
+    CampaignCost.objects.create(
+        campaign=campaign, channel="viber", currency="RUB", amount=Decimal("117.30")
+    )
+    Delivery.objects.filter(message=world["message"]).update(
+        status="skipped", error_code="no_consent"
+    )
+    settings.LANGUAGE_CODE = "ru"
+    client.force_login(mark)
+    page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert 'data-field="cost_text">117,30\xa0₽<' in page
+    assert "<td>Пропущено</td><td>нет согласия</td>" in page
+    stats = client.get(f"/campaigns/{campaign.pk}/stats.json").json()
+    assert stats["cost_text"] == "117,30\xa0₽"
+    assert stats["failures"][0]["reason_label"] == "нет согласия"
+    message = client.get(f"/campaigns/{campaign.pk}/messages/{world['message'].pk}/")
+    assert "Нет согласия" in message.content.decode()  # not the stored English explanation
+
+    client.cookies["django_language"] = "en"
+    page = client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert 'data-field="cost_text">RUB117.30<' in page
+    assert "<td>Skipped</td><td>no consent</td>" in page
