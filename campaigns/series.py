@@ -23,6 +23,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
+from campaigns import labels
 from campaigns.models import Campaign, Delivery, LinkClick
 
 MAX_BUCKETS = 360
@@ -124,7 +125,13 @@ def timeline(campaign: Campaign, *, now: datetime | None = None) -> dict:
         for currency, values in sorted(amounts.items())
     ]
     result["series"] = [
-        {"metric": metric, "variant": variant, "channel": channel, "counts": values}
+        {
+            "metric": metric,
+            "variant": variant,
+            "channel": channel,
+            "channel_label": labels.channel_label(channel),
+            "counts": values,
+        }
         for (metric, variant, channel), values in sorted(counts.items())
     ]
     return result

@@ -44,3 +44,9 @@ def is_engine_reason(code):
 def count(value):
     """A count with the language's grouping: 12 345 in Russian, 12,345 in English."""
     return formats.number(value)
+
+
+@register.filter
+def channel_path(codes):
+    """A cascade's channels as a path: Viber → SMS."""
+    return " → ".join(labels.channel_label(code) for code in codes)

@@ -23,7 +23,7 @@
   function group(series, split) {
     var lines = {};
     series.forEach(function (s) {
-      var part = split === "variant" ? s.variant || label("all") : split === "channel" ? s.channel : "";
+      var part = split === "variant" ? s.variant || label("all") : split === "channel" ? s.channel_label || s.channel : "";
       var key = s.metric + "|" + part;
       if (!lines[key]) lines[key] = { metric: s.metric, part: part, counts: s.counts.slice() };
       else s.counts.forEach(function (n, i) { lines[key].counts[i] += n; });

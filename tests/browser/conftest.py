@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from django.utils import translation
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from providers.models import ChannelRoute, ProviderAccount
@@ -143,13 +144,40 @@ def page(chromium, request) -> Page:
     context.close()
 
 
-def sign_in(page: Page, live_server, username: str) -> None:
-    """Sign in through the real login form; the persona's password is pw-<username>."""
+def sign_in(page: Page, live_server, username: str, language: str = "en") -> None:
+    """Sign in through the real login form; the persona's password is pw-<username>.
+
+    In `language`: the browser asks for it (a cookie, as the header's switcher
+    sets), and the form must come in it.
+    """
+    page.context.add_cookies(
+        [{"name": "django_language", "value": language, "url": live_server.url}]
+    )
     page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(f"pw-{username}")
-    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("html")).to_have_attribute("lang", language)
+    page.get_by_label(said(language, "Username")).fill(username)
+    page.get_by_label(said(language, "Password")).fill(f"pw-{username}")
+    page.get_by_role("button", name=said(language, "Sign in")).click()
     expect(page.locator("header .user")).to_have_text(username)
+
+
+def said(language: str, text: str, **values) -> str:
+    """What the pages say for `text` in `language`, from the committed catalog.
+
+    A Russian journey also checks that Russian is what it got: an English word
+    left where a translation belongs fails here, not quietly on the page.
+    """
+    with translation.override(language):
+        words = translation.gettext(text)
+    if language == "ru" and any("a" <= ch.lower() <= "z" for ch in text):
+        assert words != text, f"no Russian for {text!r}"
+    return words % values if values else words
+
+
+@pytest.fixture(params=["ru", "en"])
+def language(request) -> str:
+    """A journey runs in Russian (the default language) and in English."""
+    return request.param
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from campaigns.models import Campaign, Delivery, Message, MessageTemplate
 from clients.models import Client, ConsentChange
 from providers.models import ChannelRoute, ProviderAccount
 from providers.status import DeliveryStatus
+from tests.browser.conftest import said
 from tests.conftest import make_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,14 +31,18 @@ def clients(sunrise):
 
 
 def test_a_consent_admin_turns_sms_off_and_the_next_campaign_skips_the_client(
-    page, live_server, login, sunrise, connie, mark, clients
+    page, live_server, login, sunrise, connie, mark, clients, language
 ):
+    """In Russian and in English; the reason is the admin's own words, kept as typed."""
     olga = clients[0]
+    reason = {"ru": "Попросила по телефону не слать SMS", "en": "Asked by phone to stop SMS"}[
+        language
+    ]
 
-    login(page, live_server, "connie")
-    expect(page.get_by_role("heading", name="Clients")).to_be_visible()
-    page.get_by_label("Phone, card number or name").fill("8 (916) 123-45-67")
-    page.get_by_role("button", name="Find").click()
+    login(page, live_server, "connie", language)
+    expect(page.get_by_role("heading", name=said(language, "Clients"))).to_be_visible()
+    page.get_by_label(said(language, "Phone, card number or name")).fill("8 (916) 123-45-67")
+    page.get_by_role("button", name=said(language, "Find")).click()
     rows = page.locator("#clients tbody tr")
     expect(rows).to_have_count(1)
     expect(rows).to_contain_text("+79161234567")
@@ -45,27 +50,30 @@ def test_a_consent_admin_turns_sms_off_and_the_next_campaign_skips_the_client(
 
     expect(page.get_by_role("heading", name="Olga Petrova")).to_be_visible()
     expect(page.locator("#history")).to_have_count(0)  # no consent changes recorded yet
-    page.get_by_role("link", name="Change consent").click()
-    expect(page.get_by_role("heading", name="Change consent of Olga Petrova")).to_be_visible()
-    sms = page.get_by_label("SMS (and phone messengers)")
+    page.get_by_role("link", name=said(language, "Change consent")).click()
+    heading = said(language, "Change consent of %(client)s", client="Olga Petrova")
+    expect(page.get_by_role("heading", name=heading)).to_be_visible()
+    sms = page.get_by_label(said(language, "SMS (and phone messengers)"))
     expect(sms).to_be_checked()
     sms.uncheck()
-    page.get_by_label("Reason (required)").fill("Asked by phone to stop SMS")
-    page.get_by_role("button", name="Save consent").click()
+    page.get_by_label(said(language, "Reason (required)")).fill(reason)
+    page.get_by_role("button", name=said(language, "Save consent")).click()
 
-    expect(page.locator(".flash")).to_have_text("SMS consent turned off.")
+    flash = said(language, "%(flag)s consent turned off", flag="SMS")
+    expect(page.locator(".flash")).to_have_text(f"{flash}.")
     entry = page.locator("#history li").first
     expect(page.locator("#history li")).to_have_count(1)
     expect(entry.locator("strong")).to_have_text("SMS")
-    expect(entry).to_contain_text("on → off")
+    expect(entry).to_contain_text(f"{said(language, 'on')} → {said(language, 'off')}")
+    expect(entry).to_contain_text(said(language, "Client page"))  # the door it came through
     expect(entry).to_contain_text("connie")
-    expect(entry).to_contain_text("Asked by phone to stop SMS")
+    expect(entry).to_contain_text(reason)
     olga.refresh_from_db()
     assert olga.allow_sms is False
     change = ConsentChange.objects.get(client=olga)
     assert (change.flag, change.old_value, change.new_value) == ("allow_sms", True, False)
     assert change.changed_by == connie
-    assert change.reason == "Asked by phone to stop SMS"
+    assert change.reason == reason
 
     # The next SMS campaign over every client: fanned out as the launch task does.
     account = ProviderAccount.objects.create(

@@ -14,16 +14,19 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.db.models import Sum
+from django.utils import translation
 from django_q.models import Schedule
 from playwright.sync_api import expect
 
 from campaigns import fanout, outcomes, services
 from campaigns.models import Campaign, CampaignCost, Delivery, Message, MessageTemplate
+from clients import formats
 from clients.models import Card
 from providers.models import ChannelRoute, ProviderAccount
 from providers.simulators.base import SimulatorConfig
 from providers.simulators.cascade_gateway import CascadeGatewaySimulator
 from providers.status import DeliveryStatus
+from tests.browser.conftest import said
 from tests.campaigns.clusters import start_cluster, stop
 from tests.conftest import make_client
 
@@ -129,8 +132,17 @@ def cell(page, channel: str, column: str):
 
 
 def test_a_marketer_builds_launches_and_watches_a_viber_to_sms_campaign(
-    page, live_server, login, screenshot, mark, shop, gateway_sim, monkeypatch
+    page, live_server, login, screenshot, mark, shop, gateway_sim, monkeypatch, language
 ):
+    """In Russian (whose run refreshes the README's screenshots) and in English."""
+    name = {"ru": "Распродажа выходных", "en": "Weekend sale"}[language]
+    shop["template"].name = name
+    shop["template"].save(update_fields=["name"])
+
+    def shoot(shot: str) -> None:
+        if language == "ru":
+            screenshot(page, shot)
+
     ProviderAccount.objects.filter(pk=shop["account"].pk).update(base_url=gateway_sim.url)
     monkeypatch.setattr(services, "POLL_INTERVAL_SECONDS", 1)
     monkeypatch.setattr(outcomes, "FIRST_POLL_SECONDS", 1)  # dispatch in this process, if any
@@ -140,27 +152,31 @@ def test_a_marketer_builds_launches_and_watches_a_viber_to_sms_campaign(
     cluster = start_cluster()
     try:
         with sweeper() as sweeper_errors:
-            login(page, live_server, "mark")
-            page.get_by_role("link", name="New campaign").click()
-            expect(page.get_by_role("heading", name="New campaign")).to_be_visible()
+            login(page, live_server, "mark", language)
+            page.get_by_role("link", name=said(language, "New campaign")).click()
+            expect(page.get_by_role("heading", name=said(language, "New campaign"))).to_be_visible()
 
-            page.locator("#id_name").fill("Weekend sale")
-            page.locator("#id_template").select_option(label="Weekend sale")
+            page.locator("#id_name").fill(name)
+            page.locator("#id_template").select_option(label=name)
             page.locator("#id_channel_0").select_option("viber")
             page.locator("#id_channel_1").select_option("sms")
             page.locator("#id_consent").select_option("allow_sms")
-            page.get_by_label("Bonus from").fill("100")
+            page.get_by_label(said(language, "Bonus from")).fill("100")
 
             count = page.locator("#audience-count")
             expect(count.get_by_test_id("recipient-count")).to_have_text(str(RECIPIENTS))
             expect(count.get_by_test_id("reachable-count")).to_have_text(str(RECIPIENTS))
             expect(count.get_by_test_id("skipped-count")).to_have_text("0")
-            expect(count).to_contain_text("can be reached on viber → sms")
-            screenshot(page, "builder")
+            reached = said(language, "can be reached")
+            expect(count).to_contain_text(
+                f"{reached} {said(language, 'on %(channels)s', channels='Viber → SMS')}"
+            )
+            shoot("builder")
 
-            page.get_by_role("button", name="Save and preview").click()
-            expect(page.get_by_role("heading", name="Preview: Weekend sale")).to_be_visible()
-            campaign = Campaign.objects.get(operator__code="sunrise", name="Weekend sale")
+            page.get_by_role("button", name=said(language, "Save and preview")).click()
+            heading = said(language, "Preview: %(name)s", name=name)
+            expect(page.get_by_role("heading", name=heading)).to_be_visible()
+            campaign = Campaign.objects.get(operator__code="sunrise", name=name)
             assert campaign.channels == ["viber", "sms"]
             assert campaign.segment == {"consent": "allow_sms", "bonus_min": 100.0}
 
@@ -174,20 +190,25 @@ def test_a_marketer_builds_launches_and_watches_a_viber_to_sms_campaign(
             ).to_be_visible()
             # 40 Viber messages at 0.85, and the assumed 10% (4) fall through to
             # SMS: 2 UCS-2 parts at 2.45 each. 34.00 + 19.60.
-            expect(page.get_by_test_id("cost-total")).to_have_text("53.60 RUB")
-            expect(page.locator("#cost")).to_contain_text("0.85")
-            screenshot(page, "preview")
+            with translation.override(language):
+                total, unit = formats.money(Decimal("53.60"), "RUB"), formats.money(0.85, "RUB")
+            expect(page.get_by_test_id("cost-total")).to_have_text(total)  # 53,60 ₽ / RUB53.60
+            expect(page.locator("#cost")).to_contain_text(unit)
+            shoot("preview")
 
             page.once("dialog", lambda dialog: dialog.accept())
-            page.get_by_role("button", name="Launch now").click()
-            expect(page.get_by_role("heading", name="Weekend sale")).to_be_visible()
-            expect(page.locator(".flash")).to_contain_text("“Weekend sale” launched.")
+            page.get_by_role("button", name=said(language, "Launch now")).click()
+            expect(page.get_by_role("heading", name=name)).to_be_visible()
+            expect(page.locator(".flash")).to_contain_text(
+                said(language, "“%(name)s” launched.", name=name)
+            )
 
             expect(page.locator("[data-field=recipients]")).to_have_text(str(RECIPIENTS))
             expect(page.locator("[data-field=progress]")).to_have_text(
                 re.compile(r"^100(\.0)?$"), timeout=90_000
             )
-            expect(page.locator("#state")).to_have_text("Done", timeout=30_000)
+            done = said(language, "Done")
+            expect(page.locator("#state")).to_have_text(done, timeout=30_000)
             fell_through = cell(page, "sms", "fell_through_here")
             expect(fell_through).to_have_text(re.compile(r"^[1-9]\d*$"))
         assert sweeper_errors == []
@@ -197,12 +218,12 @@ def test_a_marketer_builds_launches_and_watches_a_viber_to_sms_campaign(
     # The live page stops polling once the campaign is done but keeps the Pause
     # and Cancel buttons of a running one; a reload shows what a marketer sees next.
     page.reload()
-    expect(page.locator("#state")).to_have_text("Done")
+    expect(page.locator("#state")).to_have_text(done)
     expect(page.locator("#actions button")).to_have_count(0)
     expect(page.locator("[data-funnel=queued]")).to_have_attribute(
         "style", re.compile(r"width: 100%")
     )
-    screenshot(page, "dashboard")
+    shoot("dashboard")
 
     messages = Message.objects.filter(campaign=campaign)
     assert messages.count() == RECIPIENTS
@@ -221,8 +242,8 @@ def test_a_marketer_builds_launches_and_watches_a_viber_to_sms_campaign(
     spent = CampaignCost.objects.filter(campaign=campaign, currency="RUB").aggregate(
         total=Sum("amount")
     )["total"]
-    shown = page.locator("[data-field=cost_text]").text_content().split()
-    assert (Decimal(shown[0]), shown[1]) == (spent, "RUB")
+    with translation.override(language):
+        expect(page.locator("[data-field=cost_text]")).to_have_text(formats.money(spent, "RUB"))
     assert gateway_sim.stats()["duplicate_keys"] == {}
 
 
