@@ -12,33 +12,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+
 
 @dataclass(frozen=True)
 class ErrorCode:
     code: int
     http_status: int
-    message: str  # the answer's Message; a detail may follow after ": "
+    # The answer's Message, English unless the request asked for Russian
+    # (config.middleware.PartnerApiLanguageMiddleware); a detail may follow after ": ".
+    message: str
 
 
-OK = ErrorCode(0, 200, "OK")
-INVALID_REQUEST = ErrorCode(1, 400, "The request is not valid")
-MALFORMED_BODY = ErrorCode(2, 400, "The body could not be read")
-UNSUPPORTED_MEDIA_TYPE = ErrorCode(3, 415, "Unsupported Content-Type")
-BODY_TOO_LARGE = ErrorCode(4, 413, "The body is too large")
-METHOD_NOT_ALLOWED = ErrorCode(5, 405, "Method not allowed")
-INTERNAL_ERROR = ErrorCode(10, 500, "Unexpected error; nothing was changed")
-CREDENTIALS_MISSING = ErrorCode(11, 401, "Give Operator and Token, or SiteCode")
-CREDENTIALS_INVALID = ErrorCode(12, 401, "Unknown Token or SiteCode for this operator")
-CREDENTIAL_REVOKED = ErrorCode(13, 403, "This Token or SiteCode has been revoked")
-THROTTLED = ErrorCode(14, 429, "Too many requests")
-UNKNOWN_COMMUNICATION_TYPE = ErrorCode(20, 400, "Unknown CommunicationType")
-NO_RECIPIENT = ErrorCode(21, 400, "No recipient")
-NO_CONTENT = ErrorCode(22, 400, "Nothing to send")
-NOT_FOUND = ErrorCode(30, 404, "Not found")
-NO_CONSENT = ErrorCode(40, 422, "Not sent: the client has not consented to this channel")
-NO_CLIENT = ErrorCode(41, 422, "Not sent: not a known client, so no consent is on record")
-NO_ADDRESS = ErrorCode(42, 422, "Not sent: no address for this channel")
-NO_ROUTE = ErrorCode(43, 422, "Not sent: no provider serves this channel")
+OK = ErrorCode(0, 200, _("OK"))
+INVALID_REQUEST = ErrorCode(1, 400, _("The request is not valid"))
+MALFORMED_BODY = ErrorCode(2, 400, _("The body could not be read"))
+UNSUPPORTED_MEDIA_TYPE = ErrorCode(3, 415, _("Unsupported Content-Type"))
+BODY_TOO_LARGE = ErrorCode(4, 413, _("The body is too large"))
+METHOD_NOT_ALLOWED = ErrorCode(5, 405, _("Method not allowed"))
+INTERNAL_ERROR = ErrorCode(10, 500, _("Unexpected error; nothing was changed"))
+CREDENTIALS_MISSING = ErrorCode(11, 401, _("Give Operator and Token, or SiteCode"))
+CREDENTIALS_INVALID = ErrorCode(12, 401, _("Unknown Token or SiteCode for this operator"))
+CREDENTIAL_REVOKED = ErrorCode(13, 403, _("This Token or SiteCode has been revoked"))
+THROTTLED = ErrorCode(14, 429, _("Too many requests"))
+UNKNOWN_COMMUNICATION_TYPE = ErrorCode(20, 400, _("Unknown CommunicationType"))
+NO_RECIPIENT = ErrorCode(21, 400, _("No recipient"))
+NO_CONTENT = ErrorCode(22, 400, _("Nothing to send"))
+NOT_FOUND = ErrorCode(30, 404, _("Not found"))
+NO_CONSENT = ErrorCode(40, 422, _("Not sent: the client has not consented to this channel"))
+NO_CLIENT = ErrorCode(41, 422, _("Not sent: not a known client, so no consent is on record"))
+NO_ADDRESS = ErrorCode(42, 422, _("Not sent: no address for this channel"))
+NO_ROUTE = ErrorCode(43, 422, _("Not sent: no provider serves this channel"))
 
 ALL = [
     OK,
@@ -72,6 +77,8 @@ BY_SKIP_REASON = {
 
 
 def markdown_table() -> str:
+    """The README's table, in English: the language partners get by default."""
     lines = ["| ErrorCode | HTTP | Message |", "|---|---|---|"]
-    lines += [f"| {e.code} | {e.http_status} | {e.message} |" for e in ALL]
+    with translation.override("en"):
+        lines += [f"| {e.code} | {e.http_status} | {e.message} |" for e in ALL]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.utils import translation
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 
 from config.lcmanager import codes
@@ -18,7 +19,9 @@ SAMPLES = Path(__file__).resolve().parent / "samples"
 REQUEST_TYPES = ("application/json", "text/json", "application/xml", "text/xml")
 FORM = "application/x-www-form-urlencoded"
 
-ERROR_TABLE = "\n".join(f"- `{e.code}` (HTTP {e.http_status}): {e.message}" for e in codes.ALL)
+# The schema documents the default (English) texts, whatever language the process starts in.
+with translation.override("en"):
+    ERROR_TABLE = "\n".join(f"- `{e.code}` (HTTP {e.http_status}): {e.message}" for e in codes.ALL)
 
 
 def _sample(name: str) -> str:

@@ -52,6 +52,7 @@ from defusedxml.ElementTree import XMLParser
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.utils.http import parse_header_parameters
+from django.utils.translation import gettext
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
@@ -106,11 +107,12 @@ class DataContractJSONParser(BaseParser):
             )
         except json.JSONDecodeError as err:
             raise ParseError(
-                f"The body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}."
+                gettext("The body is not valid JSON: %(error)s at line %(line)s column %(column)s.")
+                % {"error": err.msg, "line": err.lineno, "column": err.colno}
             ) from err
         except RecursionError as err:
             raise ParseError(
-                "The body is not valid JSON for this API: it nests too deeply."
+                gettext("The body is not valid JSON for this API: it nests too deeply.")
             ) from err
 
 
@@ -132,13 +134,19 @@ class DataContractXMLParser(BaseParser):
         if match := _CONTROL.search(text):
             line, column = _line_and_column(text, match.start())
             raise ParseError(
-                f"The XML contains the control character U+{ord(match.group()):04X} at line "
-                f"{line}, column {column}; XML cannot carry control characters."
+                gettext(
+                    "The XML contains the control character U+%(code)s at line "
+                    "%(line)s, column %(column)s; XML cannot carry control characters."
+                )
+                % {"code": f"{ord(match.group()):04X}", "line": line, "column": column}
             )
         root = _parse_xml(text)
         name = _local_name(root.tag)
         if name.lower() != contract.root.lower():
-            raise ParseError(f"The XML root element must be {contract.root}, got {name}.")
+            raise ParseError(
+                gettext("The XML root element must be %(root)s, got %(name)s.")
+                % {"root": contract.root, "name": name}
+            )
         if _is_nil(root):
             return None
         return _object_from_element(root, contract, path="")
@@ -167,7 +175,8 @@ class DataContractFormParser(BaseParser):
             pairs = parse_qsl(text, keep_blank_values=True, encoding=encoding, errors="strict")
         except UnicodeDecodeError as err:
             raise ParseError(
-                f"The form is not valid {_label(encoding)} once its %-escapes are decoded."
+                gettext("The form is not valid %(encoding)s once its %%-escapes are decoded.")
+                % {"encoding": _label(encoding)}
             ) from err
         return _form_to_raw(pairs, list_names)
 
@@ -200,7 +209,10 @@ def _codec(name: str) -> str:
     except (LookupError, ValueError):  # ValueError: a NUL in the name
         codec = ""
     if codec not in _ENCODINGS:
-        raise ParseError(f"The body's encoding {name!r} is not supported; send UTF-8.")
+        raise ParseError(
+            gettext("The body's encoding %(encoding)s is not supported; send UTF-8.")
+            % {"encoding": repr(name)}
+        )
     # utf-8-sig also reads text without a byte order mark.
     return "utf-8-sig" if codec == "utf-8" else codec
 
@@ -214,10 +226,19 @@ def _decode(body: bytes, encoding: str, *, xml: bool = False) -> str:
     try:
         text = body.decode(codec)
     except UnicodeDecodeError as err:
-        hint = "; send UTF-8 or declare the encoding" if xml else ""
+        if xml:
+            message = gettext(
+                "The body is not valid %(encoding)s: the byte 0x%(byte)s at position "
+                "%(position)s cannot be decoded; send UTF-8 or declare the encoding."
+            )
+        else:
+            message = gettext(
+                "The body is not valid %(encoding)s: the byte 0x%(byte)s at position "
+                "%(position)s cannot be decoded."
+            )
         raise ParseError(
-            f"The body is not valid {_label(codec)}: the byte 0x{body[err.start]:02X} at "
-            f"position {err.start} cannot be decoded{hint}."
+            message
+            % {"encoding": _label(codec), "byte": f"{body[err.start]:02X}", "position": err.start}
         ) from err
     # A UTF-16 byte order mark, or one given twice, survives decoding.
     return text.removeprefix("\ufeff")
@@ -248,7 +269,9 @@ def _json_int(text: str) -> int | Decimal:
 
 
 def _refuse_json_constant(name: str) -> None:
-    raise ParseError(f"The body is not valid JSON: {name} is not a JSON number.")
+    raise ParseError(
+        gettext("The body is not valid JSON: %(name)s is not a JSON number.") % {"name": name}
+    )
 
 
 def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -256,7 +279,10 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     for key, value in pairs:
         if key in result:
             raise ParseError(
-                f"The body is not valid JSON for this API: {key!r} appears twice in one object."
+                gettext(
+                    "The body is not valid JSON for this API: %(key)s appears twice in one object."
+                )
+                % {"key": repr(key)}
             )
         result[key] = value
     return result
@@ -274,9 +300,13 @@ class _LimitedTreeBuilder:
         self._depth += 1
         self._count += 1
         if self._depth > MAX_XML_DEPTH:
-            raise ParseError(f"The XML nests deeper than {MAX_XML_DEPTH} levels.")
+            raise ParseError(
+                gettext("The XML nests deeper than %(max)s levels.") % {"max": MAX_XML_DEPTH}
+            )
         if self._count > MAX_XML_ELEMENTS:
-            raise ParseError(f"The XML has more than {MAX_XML_ELEMENTS} elements.")
+            raise ParseError(
+                gettext("The XML has more than %(max)s elements.") % {"max": MAX_XML_ELEMENTS}
+            )
         return self._builder.start(tag, attrs)
 
     def end(self, tag: str) -> Element:
@@ -298,9 +328,11 @@ def _parse_xml(text: str) -> Element:
         parser.feed(text)
         return parser.close()
     except DefusedXmlException as err:
-        raise ParseError("DTDs and entities are not allowed in XML requests.") from err
+        raise ParseError(gettext("DTDs and entities are not allowed in XML requests.")) from err
     except XMLSyntaxError as err:
-        raise ParseError(f"The body is not well-formed XML: {err}.") from err
+        raise ParseError(
+            gettext("The body is not well-formed XML: %(error)s.") % {"error": err}
+        ) from err
 
 
 def _object_from_element(element: Element, contract: Contract | None, path: str) -> dict[str, Any]:
@@ -313,7 +345,10 @@ def _object_from_element(element: Element, contract: Contract | None, path: str)
         name = _local_name(child.tag)
         child_path = f"{path}.{name}" if path else name
         if name.lower() in seen:
-            raise FormatError(f"{child_path} is given more than once.", field=child_path)
+            raise FormatError(
+                gettext("%(field)s is given more than once.") % {"field": child_path},
+                field=child_path,
+            )
         seen.add(name.lower())
         if name.lower() in lists:
             result[name] = _list_from_element(child, lists[name.lower()], child_path)
@@ -378,12 +413,17 @@ def _form_to_raw(pairs: list[tuple[str, str]], list_names: set[str]) -> dict[str
             name = key.partition("[")[0].partition(".")[0]
             if name != key and name.lower() in list_names:
                 raise FormatError(
-                    f"The form field {key!r} cannot be read: write list members as "
-                    f"{name}[0].Id or {name}[0][Id].",
+                    gettext(
+                        "The form field %(key)s cannot be read: write list members as "
+                        "%(name)s[0].Id or %(name)s[0][Id]."
+                    )
+                    % {"key": repr(key), "name": name},
                     field=name,
                 )
             if key.lower() in seen_flat:
-                raise FormatError(f"{key} is given more than once.", field=key)
+                raise FormatError(
+                    gettext("%(field)s is given more than once.") % {"field": key}, field=key
+                )
             seen_flat.add(key.lower())
             flat[key] = value
             continue
@@ -391,13 +431,18 @@ def _form_to_raw(pairs: list[tuple[str, str]], list_names: set[str]) -> dict[str
         member = match["dotted"] or match["bracketed"]
         if index >= MAX_LIST_ITEMS:
             raise FormatError(
-                f"{name}[{index}] is past the end of a list: lists have at most "
-                f"{MAX_LIST_ITEMS} items, numbered from 0.",
+                gettext(
+                    "%(field)s is past the end of a list: lists have at most "
+                    "%(max)s items, numbered from 0."
+                )
+                % {"field": f"{name}[{index}]", "max": MAX_LIST_ITEMS},
                 field=f"{name}[{index}]",
             )
         if (name.lower(), index, member.lower()) in seen_members:
             path = f"{name}[{index}].{member}"
-            raise FormatError(f"{path} is given more than once.", field=path)
+            raise FormatError(
+                gettext("%(field)s is given more than once.") % {"field": path}, field=path
+            )
         seen_members.add((name.lower(), index, member.lower()))
         spelled.setdefault(name.lower(), name)
         lists.setdefault(name.lower(), {}).setdefault(index, {})[member] = value
@@ -406,13 +451,20 @@ def _form_to_raw(pairs: list[tuple[str, str]], list_names: set[str]) -> dict[str
     for lower_name, items in lists.items():
         name = spelled[lower_name]
         if lower_name in seen_flat:
-            raise FormatError(f"{name} is given both as a single value and as a list.", field=name)
+            raise FormatError(
+                gettext("%(field)s is given both as a single value and as a list.")
+                % {"field": name},
+                field=name,
+            )
         indexes = sorted(items)
         missing = next((n for n, index in enumerate(indexes) if n != index), None)
         if missing is not None:
             raise FormatError(
-                f"{name} has no item {missing} but has item {indexes[-1]}: list indexes must "
-                f"start at 0 and have no gaps.",
+                gettext(
+                    "%(field)s has no item %(missing)s but has item %(last)s: list indexes must "
+                    "start at 0 and have no gaps."
+                )
+                % {"field": name, "missing": missing, "last": indexes[-1]},
                 field=name,
             )
         raw[name] = [items[index] for index in indexes]

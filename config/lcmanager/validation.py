@@ -29,6 +29,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from .errors import FormatError
 from .schemas import MAX_LIST_ITEMS, Contract, Field
 
@@ -50,7 +52,8 @@ def validate(contract: Contract, raw: Any) -> dict[str, Any]:
     """Return a dict with every field of `contract`, typed, keyed by wire name."""
     if not isinstance(raw, dict):
         raise FormatError(
-            f"The body must be a {contract.root} object with named fields, got {_describe(raw)}."
+            _("The body must be a %(root)s object with named fields, got %(got)s.")
+            % {"root": contract.root, "got": _describe(raw)}
         )
     return _validate_object(contract, raw, prefix="")
 
@@ -67,7 +70,11 @@ def _validate_object(contract: Contract, raw: dict[Any, Any], prefix: str) -> di
         keys = keys_by_lower_name.get(field.name.lower(), [])
         if len(keys) > 1:
             spellings = ", ".join(repr(key) for key in keys)
-            raise FormatError(f"{path} is given more than once (as {spellings}).", field=path)
+            raise FormatError(
+                _("%(field)s is given more than once (as %(spellings)s).")
+                % {"field": path, "spellings": spellings},
+                field=path,
+            )
         value = raw[keys[0]] if keys else None
         result[field.name] = _convert(field, value, path)
     return result
@@ -93,35 +100,54 @@ def _convert(field: Field, value: Any, path: str) -> Any:
 
 def _string(field: Field, value: Any, path: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-        raise FormatError(f"{path} must be text, got {_describe(value)}.", field=path)
+        raise FormatError(
+            _("%(field)s must be text, got %(got)s.") % {"field": path, "got": _describe(value)},
+            field=path,
+        )
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise FormatError(f"{path} must be text, got {_describe(value)}.", field=path)
+            raise FormatError(
+                _("%(field)s must be text, got %(got)s.")
+                % {"field": path, "got": _describe(value)},
+                field=path,
+            )
         text = repr(value)
     else:
         text = str(value)
     if len(text) > field.max_length:
         raise FormatError(
-            f"{path} must be at most {field.max_length} characters long, got {len(text)}.",
+            _("%(field)s must be at most %(max)s characters long, got %(length)s.")
+            % {"field": path, "max": field.max_length, "length": len(text)},
             field=path,
         )
     if match := _CONTROL.search(text):
         raise FormatError(
-            f"{path} may not contain control characters, found U+{ord(match.group()):04X} "
-            f"at position {match.start()}.",
+            _(
+                "%(field)s may not contain control characters, found U+%(code)s "
+                "at position %(position)s."
+            )
+            % {"field": path, "code": f"{ord(match.group()):04X}", "position": match.start()},
             field=path,
         )
     if match := _SURROGATE.search(text):
         raise FormatError(
-            f"{path} contains an unpaired surrogate U+{ord(match.group()):04X} "
-            f"at position {match.start()}, which is not valid Unicode.",
+            _(
+                "%(field)s contains an unpaired surrogate U+%(code)s "
+                "at position %(position)s, which is not valid Unicode."
+            )
+            % {"field": path, "code": f"{ord(match.group()):04X}", "position": match.start()},
             field=path,
         )
     return text
 
 
 def _integer(value: Any, path: str, low: int, high: int) -> int:
-    problem = f"{path} must be a whole number from {low} to {high}, got {_describe(value)}."
+    problem = _("%(field)s must be a whole number from %(min)s to %(max)s, got %(got)s.") % {
+        "field": path,
+        "min": low,
+        "max": high,
+        "got": _describe(value),
+    }
     number: int | None = None
     if isinstance(value, bool):
         pass  # Python counts True as 1; a partner sending true for an id has a bug.
@@ -139,9 +165,9 @@ def _integer(value: Any, path: str, low: int, high: int) -> int:
 
 
 def _decimal(value: Any, path: str) -> Decimal:
-    problem = (
-        f"{path} must be a decimal number written with a dot, such as 10.5, got {_describe(value)}."
-    )
+    problem = _(
+        "%(field)s must be a decimal number written with a dot, such as 10.5, got %(got)s."
+    ) % {"field": path, "got": _describe(value)}
     if isinstance(value, bool):
         raise FormatError(problem, field=path)
     if isinstance(value, int):
@@ -166,19 +192,24 @@ def _decimal(value: Any, path: str) -> Decimal:
         raise FormatError(problem, field=path)
 
     if not number.is_finite():
-        raise FormatError(f"{path} must be a finite number, got {_describe(value)}.", field=path)
+        raise FormatError(
+            _("%(field)s must be a finite number, got %(got)s.")
+            % {"field": path, "got": _describe(value)},
+            field=path,
+        )
     exponent = number.as_tuple().exponent
     assert isinstance(exponent, int)
     if exponent < -DECIMAL_MAX_PLACES:
         raise FormatError(
-            f"{path} may have at most {DECIMAL_MAX_PLACES} digits after the decimal point, "
-            f"got {_describe(value)}.",
+            _("%(field)s may have at most %(max)s digits after the decimal point, got %(got)s.")
+            % {"field": path, "max": DECIMAL_MAX_PLACES, "got": _describe(value)},
             field=path,
         )
     # copy_abs, not abs(): abs() rounds to the context's 28 digits, and decimal.MaxValue has 29.
     if number.adjusted() > 28 or number.copy_abs() > DECIMAL_MAX:
         raise FormatError(
-            f"{path} must be between -{DECIMAL_MAX} and {DECIMAL_MAX}, got {_describe(value)}.",
+            _("%(field)s must be between -%(max)s and %(max)s, got %(got)s.")
+            % {"field": path, "max": DECIMAL_MAX, "got": _describe(value)},
             field=path,
         )
     return number
@@ -195,23 +226,34 @@ def _boolean(value: Any, path: str) -> bool:
             return True
         if text in ("false", "0"):
             return False
-    raise FormatError(f"{path} must be true or false, got {_describe(value)}.", field=path)
+    raise FormatError(
+        _("%(field)s must be true or false, got %(got)s.")
+        % {"field": path, "got": _describe(value)},
+        field=path,
+    )
 
 
 def _list(field: Field, value: Any, path: str) -> list[dict[str, Any]]:
     assert field.item is not None
     if not isinstance(value, list | tuple):
-        raise FormatError(f"{path} must be a list, got {_describe(value)}.", field=path)
+        raise FormatError(
+            _("%(field)s must be a list, got %(got)s.") % {"field": path, "got": _describe(value)},
+            field=path,
+        )
     if len(value) > MAX_LIST_ITEMS:
         raise FormatError(
-            f"{path} may have at most {MAX_LIST_ITEMS} items, got {len(value)}.", field=path
+            _("%(field)s may have at most %(max)s items, got %(count)s.")
+            % {"field": path, "max": MAX_LIST_ITEMS, "count": len(value)},
+            field=path,
         )
     items = []
     for index, item in enumerate(value):
         item_path = f"{path}[{index}]"
         if not isinstance(item, dict):
             raise FormatError(
-                f"{item_path} must be an object, got {_describe(item)}.", field=item_path
+                _("%(field)s must be an object, got %(got)s.")
+                % {"field": item_path, "got": _describe(item)},
+                field=item_path,
             )
         items.append(_validate_object(field.item, item, prefix=item_path + "."))
     return items
@@ -230,16 +272,16 @@ def _is_small_and_whole(value: float | Decimal) -> bool:
 def _describe(value: Any) -> str:
     """The value as the partner wrote it, short enough for an error message."""
     if value is None:
-        return "null"
+        return _("null")
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
-        return "an object"
+        return _("an object")
     if isinstance(value, list | tuple):
-        return "a list"
+        return _("a list")
     if isinstance(value, str):
         return repr(value) if len(value) <= 40 else repr(value[:40]) + "..."
     if isinstance(value, int) and value.bit_length() > 128:
-        return "a number with more than 38 digits"
+        return _("a number with more than 38 digits")
     text = str(value)
     return text if len(text) <= 40 else text[:40] + "..."

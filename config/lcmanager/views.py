@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.db import transaction
 from django.db.models import Prefetch
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -84,7 +84,7 @@ class LCManagerView(APIView):
             raise BodyTooLarge()
 
     def answer(self, error: codes.ErrorCode, detail: str = "", **extra) -> Response:
-        message = f"{error.message}: {detail}" if detail else error.message
+        message = f"{error.message}: {detail}" if detail else str(error.message)
         data = {"ErrorCode": error.code, "Message": message, **extra}
         if "MessageId" in {f.name for f in self.response_contract.fields}:
             data.setdefault("MessageId", 0)
@@ -169,7 +169,10 @@ class SendMessageProcessView(LCManagerView):
         message_id = outcome.partner_send.pk
         if outcome.refusal:
             error = codes.BY_SKIP_REASON.get(outcome.refusal, codes.NO_ROUTE)
-            return self.answer(error, outcome.refusal_text, MessageId=message_id)
+            # The step's stored explanation is the engine's English; a Russian
+            # answer says the same through its ErrorCode's own text.
+            detail = outcome.refusal_text if translation.get_language() == "en" else ""
+            return self.answer(error, detail, MessageId=message_id)
         return self.answer(codes.OK, MessageId=message_id)
 
 

@@ -82,6 +82,21 @@ def test_the_partner_api_answers_in_english_unless_asked_for_russian(client, api
     assert (english["Content-Language"], russian["Content-Language"]) == ("en", "ru")
     assert answer(english)["ErrorCode"] == answer(russian)["ErrorCode"] == 1
     assert answer(english)["Message"].startswith("The request is not valid")
+    assert answer(russian)["Message"].startswith("Запрос некорректен: ")
+    assert "CommunicationType" in answer(russian)["Message"]  # the wire name stays as it is
+    assert not any("a" <= ch <= "z" for ch in answer(russian)["Message"].split(": ", 1)[0])
+
+
+def test_a_refusal_keeps_its_code_and_speaks_russian_when_asked(client, api, settings):  # noqa: F811
+    client_row = api["client"]
+    client_row.allow_sms = False
+    client_row.save(update_fields=["allow_sms"])
+    body = {**auth(api), "Client": client_row.pk, "CommunicationType": 1, "TextMessage": "Привет"}
+    english = answer(post_json(client, SEND, body))
+    russian = answer(post_json(client, SEND, body, HTTP_ACCEPT_LANGUAGE="ru"))
+    assert english["ErrorCode"] == russian["ErrorCode"] == 40
+    assert english["Message"].startswith("Not sent: the client has not consented")
+    assert russian["Message"] == "Не отправлено: клиент не дал согласия на этот канал"
 
 
 @pytest.mark.parametrize(
