@@ -1,11 +1,13 @@
 """Content-Security-Policy (Django 5.2 has none built in; 6.0 brings SECURE_CSP), and the
 partner API's language."""
 
+import zoneinfo
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation.trans_real import parse_accept_lang_header
 
 PARTNER_API_PREFIX = "/api/"
@@ -60,3 +62,34 @@ def partner_language(header: str) -> str:
         if code.startswith("en") or code == "*":
             return "en"
     return "en"
+
+
+class OperatorTimeZoneMiddleware:
+    """Pages show times in the zone of the operator the user works in, not the server's.
+
+    A marketer in Vladivostok reads "launched 10:00" as their ten o'clock. The
+    operator is the one `current_operator` caches on the request, which every page
+    reads anyway, so this costs no query of its own. The partner API and the
+    webhooks answer in UTC ISO 8601 and are left alone.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        zone = None
+        if not request.path.startswith(("/api/", "/providers/")) and request.user.is_authenticated:
+            # Deferred: clients.tenancy reads models, which load after settings import this.
+            from clients.tenancy import current_operator
+
+            try:
+                zone = zoneinfo.ZoneInfo(current_operator(request).time_zone)
+            except (PermissionDenied, zoneinfo.ZoneInfoNotFoundError, ValueError):
+                zone = None  # no operator yet, or a zone name the admin mistyped
+        if zone is None:
+            return self.get_response(request)
+        timezone.activate(zone)
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()
