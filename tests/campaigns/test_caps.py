@@ -75,11 +75,18 @@ def test_a_client_without_consent_takes_no_slot(capped):
 
 def test_a_capped_trigger_waits_for_the_next_local_day(capped):
     setup, client = capped
+    # The client lives far from the operator (Moscow). Both sends must fall on one of
+    # the client's days, whatever the hour the suite runs at: a zone whose midnight is
+    # hours away (Vladivostok's is 14:00 UTC, New York's 05:00 UTC).
+    zone_name = next(
+        name
+        for name in ("Asia/Vladivostok", "America/New_York")
+        if 1 <= timezone.now().astimezone(zoneinfo.ZoneInfo(name)).hour <= 22
+    )
+    Client.objects.filter(pk=client.pk).update(time_zone=zone_name)
     sms_campaign(setup)
     now = timezone.now()
-    Client.objects.filter(pk=client.pk).update(
-        registered_at=now - timedelta(minutes=5), time_zone="Asia/Vladivostok"
-    )
+    Client.objects.filter(pk=client.pk).update(registered_at=now - timedelta(minutes=5))
     campaign = campaign_for(
         setup,
         ["sms"],
@@ -93,7 +100,7 @@ def test_a_capped_trigger_waits_for_the_next_local_day(capped):
     assert delivery.status == DeliveryStatus.QUEUED
     assert delivery.error_message == caps.SKIP_REASON
     assert delivery.attempts == 0
-    local = delivery.next_attempt_at.astimezone(zoneinfo.ZoneInfo("Asia/Vladivostok"))
+    local = delivery.next_attempt_at.astimezone(zoneinfo.ZoneInfo(zone_name))
     assert (local.hour, local.minute) == (0, 0)
     assert delivery.next_attempt_at > now
     assert len(sms_sent_to(setup["gateway_sim"], client.phone)) == 1
