@@ -7,6 +7,14 @@ from clients import formats
 
 register = template.Library()
 
+# The engine's codes in the reader's words (campaigns/labels.py).
+register.filter("channel_label", labels.channel_label)
+register.filter("status_label", labels.status_label)
+register.filter("reason_label", labels.reason_label)
+register.filter("is_engine_reason", labels.is_engine_reason)
+# A count with the language's grouping: 12 345 in Russian, 12,345 in English.
+register.filter("count", formats.number)
+
 
 @register.filter
 def money(amount, currency):
@@ -18,32 +26,6 @@ def money(amount, currency):
 def unit_money(amount, currency):
     """A price per part, every digit kept: 0,0525 ₽."""
     return formats.money(amount, currency, exact=True)
-
-
-@register.filter
-def channel_label(code):
-    return labels.channel_label(code)
-
-
-@register.filter
-def status_label(code):
-    return labels.status_label(code)
-
-
-@register.filter
-def reason_label(code):
-    return labels.reason_label(code)
-
-
-@register.filter
-def is_engine_reason(code):
-    return labels.is_engine_reason(code)
-
-
-@register.filter
-def count(value):
-    """A count with the language's grouping: 12 345 in Russian, 12,345 in English."""
-    return formats.number(value)
 
 
 @register.filter
