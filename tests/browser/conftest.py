@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -132,9 +133,74 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+class AnsweringCount:
+    """Wraps the live server's WSGI app and counts the requests it is still answering.
+
+    Closing the browser stops new requests (a dashboard polls every few seconds)
+    but not one the server's thread is in the middle of. pytest-django's flush
+    after the test TRUNCATEs every table; a request still reading them deadlocks
+    with it on PostgreSQL, the flush fails and the next test finds the last
+    one's rows (a CI run failed so). The page fixture waits for the count to
+    reach zero after closing the browser, before the flush.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.answering = 0
+        self.changed = threading.Condition()
+
+    def __call__(self, environ, start_response):
+        with self.changed:
+            self.answering += 1
+        try:
+            body = self.app(environ, start_response)
+        except BaseException:
+            self._done()
+            raise
+        return _ClosingBody(body, self._done)
+
+    def _done(self) -> None:
+        with self.changed:
+            self.answering -= 1
+            self.changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.answering == 0, timeout)
+
+
+class _ClosingBody:
+    """A WSGI body that reports when the server has closed it (Django's
+    request_finished, which closes the thread's database connection, runs then)."""
+
+    def __init__(self, body, on_close) -> None:
+        self.body = body
+        self.on_close = on_close
+
+    def __iter__(self):
+        return iter(self.body)
+
+    def close(self) -> None:
+        try:
+            if hasattr(self.body, "close"):
+                self.body.close()
+        finally:
+            self.on_close()
+
+
+def answering_count(live_server) -> AnsweringCount:
+    httpd = live_server.thread.httpd
+    app = httpd.get_app()
+    if not isinstance(app, AnsweringCount):
+        app = AnsweringCount(app)
+        httpd.set_app(app)
+    return app
+
+
 @pytest.fixture
-def page(chromium, request) -> Page:
+def page(chromium, request, live_server) -> Page:
     """A fresh browser context (no cookies) per test, 1280 x 900."""
+    answering = answering_count(live_server)
     context = chromium.get().new_context(viewport=VIEWPORT, locale="en-GB")
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
@@ -142,6 +208,7 @@ def page(chromium, request) -> Page:
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
     context.close()
+    assert answering.wait_idle(TIMEOUT_MS / 1000), "the live server is still answering"
 
 
 def sign_in(page: Page, live_server, username: str, language: str = "en") -> None:
