@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from providers.models import ChannelRoute
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from providers.models import ChannelRoute, ProviderAccount
 
 
 @dataclass(frozen=True)
@@ -28,3 +32,33 @@ def routes_for(operator_id: int) -> dict[str, Route]:
     for channel, account_id in rows:
         accounts.setdefault(channel, []).append(account_id)
     return {channel: Route(channel, tuple(ids)) for channel, ids in accounts.items()}
+
+
+# Routes as this process last read them, per operator, for ROUTE_CACHE_SECONDS: the
+# partner API's send reads them on every request, and they change a few times a year.
+# Saving or deleting a route or an account here drops the copy at once; other processes
+# see the change within the second (as the webhook's account cache does). The engine's
+# own batches keep reading routes_for: one query per batch is nothing there.
+ROUTE_CACHE_SECONDS = 1.0
+_cached_routes: dict[int, tuple[float, dict[str, Route]]] = {}
+
+
+def cached_routes_for(operator_id: int) -> dict[str, Route]:
+    now = time.monotonic()
+    cached = _cached_routes.get(operator_id)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    routes = routes_for(operator_id)
+    _cached_routes[operator_id] = (now + ROUTE_CACHE_SECONDS, routes)
+    return routes
+
+
+def reset_route_cache() -> None:
+    """Forget every operator's routes (tests, or after changing routes outside the ORM)."""
+    _cached_routes.clear()
+
+
+@receiver([post_save, post_delete], sender=ChannelRoute)
+@receiver([post_save, post_delete], sender=ProviderAccount)
+def forget_routes(sender, instance, **kwargs) -> None:
+    _cached_routes.pop(instance.operator_id, None)

@@ -24,12 +24,15 @@ def change_consent(
     changed_by: AbstractBaseUser | None = None,
     api_credential: ApiCredential | None = None,
     reason: str = "",
+    operator_id: int | None = None,
 ) -> list[ConsentChange]:
     """Set consent flags and record one history row per flag that really changed.
 
     A flag given as None is left as it is (the partner API's "absent = unchanged").
     The client row is locked for the read-compare-write, so two concurrent
-    changes both land in the history in the order they were applied.
+    changes both land in the history in the order they were applied. With
+    `operator_id`, a client of another operator is Client.DoesNotExist, found by
+    the same locking read (the partner API needs no query of its own for it).
     """
     unknown = set(flags) - set(CONSENT_FLAGS)
     if unknown:
@@ -37,11 +40,12 @@ def change_consent(
     if source not in ConsentChange.Source.values:
         raise ValueError(f"Unknown consent source {source!r}")
     wanted = {flag: value for flag, value in flags.items() if value is not None}
+    clients = Client.objects.all()
+    if operator_id is not None:
+        clients = clients.filter(operator_id=operator_id)
     with transaction.atomic():
         client = (
-            Client.objects.select_for_update()
-            .only("id", "operator_id", *CONSENT_FLAGS)
-            .get(pk=client_id)
+            clients.select_for_update().only("id", "operator_id", *CONSENT_FLAGS).get(pk=client_id)
         )
         changes = [
             ConsentChange(

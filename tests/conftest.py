@@ -75,6 +75,14 @@ def no_webhook_accounts_from_another_test():
     webhooks.reset_account_cache()
 
 
+@pytest.fixture(autouse=True)
+def no_routes_from_another_test():
+    # Operator ids repeat across tests (each test's rows are rolled back).
+    from campaigns import routing
+
+    routing.reset_route_cache()
+
+
 @pytest.fixture
 def sunrise(db):
     return Operator.objects.create(name="Sunrise Market", code="sunrise")

@@ -40,11 +40,10 @@ def authenticate(data: dict) -> ApiCredential:
     else:
         raise AuthenticationFailed(codes.CREDENTIALS_MISSING)
     digest = digest_secret(secret)
-    credential = (
-        ApiCredential.objects.select_related("operator")
-        .filter(secret_digest=digest, kind=kind)
-        .first()
-    )
+    # The digest is unique: no ORDER BY, and no join (nothing on the hot path reads the
+    # operator row). Read on every request, not cached, so a revocation counts at once.
+    found = list(ApiCredential.objects.filter(secret_digest=digest, kind=kind).order_by()[:1])
+    credential = found[0] if found else None
     if (
         credential is None
         or not hmac.compare_digest(credential.secret_digest, digest)

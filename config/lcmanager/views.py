@@ -209,26 +209,27 @@ class ClientUpdateCommunicationView(LCManagerView):
         "AllowEmailOnlineCheque": "allow_email_online_cheque",
     }
 
-    @transaction.atomic
+    # No transaction around the whole call: the credential is only read, and
+    # change_consent's own is the one that writes (no savepoint, two statements less).
     def update(self, request):
         data = self.validated(request.data)
         credential = self.authenticated(request, data)
         client_id = data.get("Client")
         if client_id is None:
             raise Answer(codes.INVALID_REQUEST, "Client is required")
-        # Looked up inside the credential's operator: another operator's client is "not found".
-        if not Client.objects.filter(pk=client_id, operator_id=credential.operator_id).exists():
-            raise Answer(codes.NOT_FOUND, f"Client {client_id} not found")
         flags = {flag: data.get(field) for field, flag in self.FLAGS.items()}
         try:
+            # Looked up inside the credential's operator: another operator's client
+            # is "not found", by the same locking read that takes the row.
             change_consent(
                 client_id=client_id,
+                operator_id=credential.operator_id,
                 flags=flags,
                 source="api",
                 api_credential=credential,
                 reason=f"ClientUpdateCommunication by {credential.name}",
             )
-        except ObjectDoesNotExist as error:  # deleted between the check and the lock
+        except ObjectDoesNotExist as error:
             raise Answer(codes.NOT_FOUND, f"Client {client_id} not found") from error
         return self.answer(codes.OK)
 

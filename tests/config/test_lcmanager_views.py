@@ -868,3 +868,55 @@ def test_a_full_size_list_in_xml_fits_the_default_limit(client, api, sunrise):
     response = client.post(SEND, data=body.encode(), content_type="application/xml")
     assert response.status_code == 200, response.content[:300]
     assert AudienceListEntry.objects.count() == 10_000
+
+
+# --- The hot path's cost: issue 15 ---------------------------------------------------------
+
+
+def test_a_single_send_takes_a_fixed_few_statements_whatever_its_text(
+    client, api, django_assert_num_queries
+):
+    send(client, api, Phone=api["client"].phone, TextMessage="warm")  # last_used_at, routes read
+    # The view's transaction is a savepoint inside the test's: SAVEPOINT and RELEASE, then
+    # the credential, the retry lock, the recipient and one INSERT of all three rows.
+    for text in ("short", "a much longer text " * 20):
+        with django_assert_num_queries(6) as captured:
+            response = send(client, api, Phone=api["client"].phone, TextMessage=text)
+        assert answer(response)["ErrorCode"] == 0
+        statements = [query["sql"].split()[0].upper() for query in captured.captured_queries]
+        assert statements == ["SAVEPOINT", "SELECT", "SELECT", "SELECT", "WITH", "RELEASE"]
+    message = Message.objects.latest("pk")
+    delivery = message.deliveries.get()
+    assert message.text == "a much longer text " * 20
+    assert delivery.idempotency_key == str(message.pk * 100)
+    assert message.partner_send.request_digest and message.partner_send.api_credential_id
+
+
+def test_a_route_change_is_seen_by_the_next_send_in_the_same_process(client, api):
+    assert answer(send(client, api, Client=api["client"].pk, TextMessage="a"))["ErrorCode"] == 0
+    ChannelRoute.objects.get(operator=api["operator"], channel="sms").delete()
+    body = answer(send(client, api, Client=api["client"].pk, TextMessage="b"))
+    assert body["ErrorCode"] == codes.NO_ROUTE.code
+
+
+def test_an_identical_retry_after_the_one_statement_insert_gets_the_first_answer(client, api):
+    first = answer(send(client, api, Client=api["client"].pk, TextMessage="once"))
+    again = answer(send(client, api, Client=api["client"].pk, TextMessage="once"))
+    assert again == first
+    assert Message.objects.filter(text="once").count() == 1
+
+
+def test_a_consent_update_takes_the_credential_the_locked_client_and_two_writes(
+    client, api, django_assert_num_queries
+):
+    update(client, api, AllowSms=False)  # last_used_at, once a minute
+    # The test's own transaction makes change_consent's a savepoint (BEGIN and COMMIT
+    # when served): the credential, then the client locked inside its operator, its
+    # flags and their history.
+    with django_assert_num_queries(6) as captured:
+        body = answer(update(client, api, AllowSms=True, AllowEmail=False))
+    assert body["ErrorCode"] == 0
+    statements = [query["sql"].split()[0].upper() for query in captured.captured_queries]
+    assert statements == ["SELECT", "SAVEPOINT", "SELECT", "UPDATE", "INSERT", "RELEASE"]
+    api["client"].refresh_from_db()
+    assert (api["client"].allow_sms, api["client"].allow_email) == (True, False)
