@@ -54,6 +54,20 @@ def test_the_printed_password_logs_in(client, db):
     assert client.get("/admin/clients/client/").status_code == 200
 
 
+def test_seed_demo_makes_the_staff_groups_when_the_database_has_none(db):
+    # A flushed database (a transactional test before this one, in a random order)
+    # has no rows from the data migrations.
+    from django.contrib.auth.models import Group
+
+    from clients.groups import MARKETERS
+
+    Group.objects.all().delete()
+    run_seed()
+    marketer = get_user_model().objects.get(username="marketer")
+    assert list(marketer.groups.values_list("name", flat=True)) == [MARKETERS]
+    assert marketer.has_perm("campaigns.add_campaign")
+
+
 def test_seed_demo_gives_a_running_campaign_per_trigger_that_fires_within_minutes(db):
     from datetime import timedelta
 

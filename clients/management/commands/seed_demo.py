@@ -12,6 +12,7 @@ import zoneinfo
 from datetime import timedelta
 from decimal import Decimal
 
+from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
@@ -20,7 +21,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, MessageTemplate
 from clients.channels import CONSENT_FLAGS, Channel
-from clients.groups import CONSENT_ADMINS, MARKETERS
+from clients.groups import CONSENT_ADMINS, MARKETERS, sync_groups
 from clients.models import (
     Card,
     Client,
@@ -432,6 +433,9 @@ class Command(BaseCommand):
         admin.is_staff = admin.is_superuser = True
         admin.set_password(password)
         admin.save()
+        # The groups come from a data migration, but a database that was flushed
+        # (or restored without them) has none: make them here too, idempotently.
+        sync_groups(django_apps)
         for username, group_name in (("marketer", MARKETERS), ("consent", CONSENT_ADMINS)):
             user, _ = user_model.objects.get_or_create(
                 username=username, defaults={"is_staff": True}
