@@ -22,8 +22,11 @@ tasks stay behind: do not point it at a database a qcluster serves.
 
 Prints machine, setup, per-format figures, CPU per process group (gunicorn,
 PostgreSQL, wrk, and anything else running: a busy machine shows there) and
-the database connections in use; the last line is one
-JSON object whose rps, p50 and p99 are the worse format's (the sustained
+the database connections in use. Then the floor: the same connections against
+GET /healthz, which passes the same gunicorn and middleware and answers "ok"
+without the database; api_vs_floor is the worse format's rate over the floor's
+(1.0 would mean the API costs no more than answering at all). The last line is
+one JSON object whose rps, p50 and p99 are the worse format's (the sustained
 figure a partner can count on whichever format it sends).
 """
 
@@ -197,7 +200,13 @@ def main() -> None:
         results = {}
         for name in formats:
             results[name] = load(wrk, url, name, fixture, args, workdir, server, postmaster)
+        floor = load_floor(wrk, f"http://127.0.0.1:{port}{FLOOR_PATH}", args, workdir)
         print_format_lines(results)
+        print(
+            f"floor ({FLOOR_PATH}: the same gunicorn and middleware, a view that answers "
+            f'"ok" with no database): {floor["rps"]:.0f}/s; latency p50 {floor["p50_ms"]:.1f} ms, '
+            f"p99 {floor['p99_ms']:.1f} ms; errors {floor['errors']}"
+        )
         print(
             "queries per request (in-process, django.test.Client, CaptureQueriesContext; "
             f"BEGIN and COMMIT included): {queries['summary']}"
@@ -216,6 +225,8 @@ def main() -> None:
         "errors are both formats' total"
     )
     result = {
+        "api_vs_floor": round(worst["rps"] / floor["rps"], 3),
+        "floor_rps": round(floor["rps"]),
         "rps": round(worst["rps"]),
         "p50_ms": round(max(r["p50_ms"] for r in results.values()), 1),
         "p99_ms": round(max(r["p99_ms"] for r in results.values()), 1),
@@ -416,6 +427,27 @@ def stop_process_group(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+FLOOR_PATH = "/healthz"
+
+
+def load_floor(wrk, url, args, workdir) -> dict:
+    """The same connections against the health check: what serving any request costs here."""
+    spec = {"method": "GET", "path": FLOOR_PATH, "body": "", "media_type": "", "ok": "^ok$"}
+    run_wrk(
+        wrk, url, spec, seconds=args.warmup, connections=args.connections, start=1, workdir=workdir
+    )
+    figures, _ = run_wrk(
+        wrk,
+        url,
+        spec,
+        seconds=args.seconds,
+        connections=args.connections,
+        start=1,
+        workdir=workdir,
+    )
+    return summary(figures)
 
 
 def load(wrk, url, name, fixture, args, workdir, server, postmaster) -> dict:

@@ -45,7 +45,7 @@ from campaigns.models import (
     PartnerSend,
 )
 from campaigns.routing import cached_routes_for
-from clients.channels import CHANNEL_BY_COMMUNICATION_TYPE, Channel, Purpose
+from clients.channels import CHANNEL_BY_COMMUNICATION_TYPE, CONSENT_FLAGS, Channel, Purpose
 from clients.models import (
     ApiCredential,
     Card,
@@ -62,6 +62,7 @@ from providers.status import DeliveryStatus
 RETRY_WINDOW = timedelta(seconds=60)
 MAX_EMAIL_LENGTH = 254  # RFC 5321's limit, and Message.email's
 ONE_OFF_TTL_MINUTES = 24 * 60
+RECIPIENT_CLIENT_FIELDS = ("id", "operator_id", "phone", "email", "push_tokens", *CONSENT_FLAGS)
 RECIPIENT_FIELDS = ("Client", "Person", "Phone", "Email", "Leads", "Subscriber", "User", "ChatId")
 
 
@@ -346,7 +347,9 @@ def _recipient(operator_id: int, request: dict) -> Recipient:
             "Leads, or a CardPhoneClientList.",
             field=None,
         )
-    clients = Client.objects.filter(operator_id=operator_id)
+    # Only what the eligibility rules and the message read: a client row has some
+    # forty columns, and building them all was a tenth of the request.
+    clients = Client.objects.filter(operator_id=operator_id).only(*RECIPIENT_CLIENT_FIELDS)
     email = _email(request.get("Email"))  # checked even beside a Phone: it may become the address
     for field in ("Client", "Person"):
         if request.get(field) is not None:

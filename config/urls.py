@@ -48,5 +48,6 @@ urlpatterns = [
     path("clients/", include("clients.urls")),
     path("l/<str:code>", campaign_views.follow_link, name="tracked-link"),
     path("u/<str:token>", campaign_views.unsubscribe_link, name="unsubscribe"),
+    path("healthz", views.healthz, name="healthz"),
     path("", views.home, name="home"),
 ]

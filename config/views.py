@@ -1,10 +1,10 @@
-"""The start page and the operator switcher, shared by every part of the pages."""
+"""The start page, the operator switcher, and the health check for a load balancer."""
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from clients.tenancy import SESSION_OPERATOR_KEY, operators_for
 
@@ -34,3 +34,13 @@ def switch_operator(request):
         back = "home"
     # Ids in the old page's URL belong to the other operator: start from the top.
     return redirect("home" if "/campaigns/" in back or "/clients/" in back else back)
+
+
+@require_GET
+def healthz(request):
+    """200 "ok" while the process answers: no database, no session, nothing to leak.
+
+    A load balancer's liveness probe, and bench.api's floor (the cost of gunicorn
+    and Django's middleware answering at all, measured in the same run as the API).
+    """
+    return HttpResponse("ok", content_type="text/plain")

@@ -55,3 +55,14 @@ def test_pages_show_times_in_the_operators_zone(client, mark, world):
         time_zone="Mars/Olympus"
     )
     assert client.get("/campaigns/").status_code == 200
+
+
+def test_the_health_check_answers_ok_without_a_login_or_the_database(
+    client, db, django_assert_num_queries
+):
+    with django_assert_num_queries(0):
+        response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.content == b"ok" and response["Content-Type"] == "text/plain"
+    assert "Set-Cookie" not in response
+    assert client.post("/healthz").status_code in (403, 405)
