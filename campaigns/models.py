@@ -584,9 +584,28 @@ class Delivery(models.Model):
             ),
         ]
         indexes = [
-            # Claims: one account's queued rows that are due.
+            # Claims (queued) and the sweeper's polls (sent, unknown): one account's due
+            # rows. Only open rows are in it: a final row leaves the index when its status
+            # is written, so neither the scans nor the writes grow with the history.
             models.Index(
-                fields=["account", "status", "next_attempt_at"], name="delivery_account_due"
+                fields=["account", "status", "next_attempt_at"],
+                condition=Q(
+                    status__in=[DeliveryStatus.QUEUED, DeliveryStatus.SENT, DeliveryStatus.UNKNOWN]
+                ),
+                name="delivery_account_due_open",
+            ),
+            # The sweeper's TTL scan of rows still waiting for an outcome.
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(
+                    status__in=[
+                        DeliveryStatus.QUEUED,
+                        DeliveryStatus.SENT,
+                        DeliveryStatus.UNKNOWN,
+                        DeliveryStatus.PENDING,
+                    ]
+                ),
+                name="delivery_open_expiry",
             ),
             models.Index(fields=["account", "provider_message_id"], name="delivery_provider_id"),
             models.Index(fields=["campaign", "status", "channel"], name="delivery_campaign_status"),
