@@ -48,9 +48,12 @@ def sync_groups(apps) -> None:
     # them now, so create them for the apps we reference.
     for app_label in {app for group in GROUP_PERMISSIONS.values() for app, _ in group}:
         app_config = apps.get_app_config(app_label)
-        app_config.models_module = True
+        # A migration's app registry has no models module; the real one (seed_demo)
+        # must keep its own, or post_migrate after a later flush skips the app.
+        models_module = getattr(app_config, "models_module", None)
+        app_config.models_module = models_module or True
         create_permissions(app_config, verbosity=0, apps=apps)
-        app_config.models_module = None
+        app_config.models_module = models_module
 
     group_model = apps.get_model("auth", "Group")
     permission_model = apps.get_model("auth", "Permission")

@@ -99,21 +99,13 @@ def ensure_staff_groups() -> None:
     A transactional test ends by emptying every table; post_migrate brings back
     permissions and content types but not the groups, so a later test must.
     """
-    from django.apps import apps as django_apps
-    from django.contrib.auth.management import create_permissions
     from django.contrib.auth.models import Permission
-    from django.contrib.contenttypes.models import ContentType
 
     from clients.groups import GROUP_PERMISSIONS
 
     for name, grants in GROUP_PERMISSIONS.items():
         group, created = Group.objects.get_or_create(name=name)
         if created:
-            # After a flush the content type cache may still hold the old ids, and
-            # post_migrate then leaves some permissions out: make them again.
-            ContentType.objects.clear_cache()
-            for app_config in django_apps.get_app_configs():
-                create_permissions(app_config, verbosity=0)
             group.permissions.set(
                 Permission.objects.get(
                     content_type__app_label=app_label, codename=f"{action}_{model_name}"
